@@ -1,0 +1,278 @@
+//! The answer core: a question, who asked, and the table in; an [`Answer`] out. No bytes,
+//! no sockets: the same function serves UDP and TCP and is called directly by tests.
+//!
+//! Names and their answers are in DESIGN §3; the duties of an authoritative server
+//! (AA, NXDOMAIN vs NODATA with the SOA, REFUSED outside the zone) in RFC 1034 §4.3.2 and
+//! RFC 2308 §2.
+
+use std::net::IpAddr;
+
+use rand::Rng;
+
+use crate::config::AaaaPolicy;
+use crate::geo;
+use crate::select::Picks;
+use crate::table::{Family, Member, Node, PoolName, Region, Rr, Table, Target, ZoneId};
+use crate::wire::{ClientSubnet, Question, Rcode, class, rtype};
+
+/// Who asked: the packet's source and the client subnet it carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Client {
+    /// Source address of the packet (the resolver).
+    pub source: IpAddr,
+    /// EDNS Client Subnet, when the query had a valid one.
+    pub ecs: Option<ClientSubnet>,
+}
+
+/// The records of one section.
+#[derive(Debug, Clone, Copy)]
+pub enum Records<'t> {
+    /// Nothing.
+    Empty,
+    /// A static RRset (owner: the qname in the answer section, the origin in authority).
+    Set(&'t [Rr]),
+    /// Servers picked from the pool, as A or AAAA records at the qname.
+    Pool {
+        /// A or AAAA.
+        rtype: u16,
+        /// TTL of each record.
+        ttl: u32,
+        /// Picked member indices.
+        picks: Picks,
+        /// The members they index.
+        members: &'t [Member],
+    },
+}
+
+impl Records<'_> {
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        match self {
+            Records::Empty => 0,
+            Records::Set(s) => s.len(),
+            Records::Pool { picks, .. } => picks.as_slice().len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A transport-free answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'t> {
+    /// Response code.
+    pub rcode: Rcode,
+    /// AA flag: set for everything answered from our zone.
+    pub authoritative: bool,
+    /// Answer section (owner: the qname).
+    pub answer: Records<'t>,
+    /// Authority section (owner: the origin).
+    pub authority: Records<'t>,
+    /// Where the origin starts inside the qname, for compression pointers.
+    pub origin_offset: usize,
+    /// ECS scope prefix: the bits of the client address the answer depends on.
+    pub ecs_scope: u8,
+    /// The pool zone the servers came from, for pool answers.
+    pub zone: Option<ZoneId>,
+}
+
+impl<'t> Answer<'t> {
+    /// An answer with only an rcode (REFUSED and the like; AA clear).
+    pub fn error(rcode: Rcode) -> Answer<'t> {
+        Answer {
+            rcode,
+            authoritative: false,
+            answer: Records::Empty,
+            authority: Records::Empty,
+            origin_offset: 0,
+            ecs_scope: 0,
+            zone: None,
+        }
+    }
+}
+
+/// Answers a question from the table.
+pub fn answer<'t, R: Rng + ?Sized>(
+    table: &'t Table,
+    question: &Question<'_>,
+    client: &Client,
+    rng: &mut R,
+) -> Answer<'t> {
+    // RFC 5936 §2.2 / RFC 1995: pooldns is not a primary for transfers.
+    if question.qclass != class::IN || matches!(question.qtype, rtype::AXFR | rtype::IXFR) {
+        return Answer::error(Rcode::REFUSED);
+    }
+    let mut key_buf = [0u8; crate::name::MAX_NAME_LEN];
+    let Some((key, origin_offset)) =
+        relative_key(question.qname, &table.config.origin, &mut key_buf)
+    else {
+        return Answer::error(Rcode::REFUSED);
+    };
+    let mut a = Answer {
+        rcode: Rcode::NOERROR,
+        authoritative: true,
+        answer: Records::Empty,
+        authority: Records::Empty,
+        origin_offset,
+        ecs_scope: 0,
+        zone: None,
+    };
+    let Some(node) = table.names.get(key) else {
+        a.rcode = Rcode::NXDOMAIN;
+        a.authority = Records::Set(std::slice::from_ref(&table.soa_negative));
+        return a;
+    };
+    let apex = key.is_empty();
+    let qtype = question.qtype;
+
+    if let Some(cname) = node.rrset(rtype::CNAME) {
+        // RFC 1034 §4.3.2 step 3a: the CNAME answers every type at its name.
+        a.answer = Records::Set(cname);
+        return a;
+    }
+    let wanted = match qtype {
+        // RFC 8482 §4.2: answer ANY with one RRset, never the whole node.
+        rtype::ANY if node.pool.is_some() => rtype::A,
+        rtype::ANY if apex => rtype::SOA,
+        rtype::ANY => node
+            .rrsets
+            .first()
+            .and_then(|s| s.first())
+            .map_or(rtype::ANY, |r| r.rtype),
+        other => other,
+    };
+    match wanted {
+        rtype::SOA if apex => a.answer = Records::Set(std::slice::from_ref(&table.soa)),
+        rtype::NS if apex => a.answer = Records::Set(&table.ns),
+        rtype::A | rtype::AAAA if node.pool.is_some() => {
+            let pool = node.pool.expect("checked is_some on this arm");
+            pool_answer(table, pool, wanted, client, rng, &mut a);
+        }
+        other => {
+            if let Some(set) = node.rrset(other) {
+                a.answer = Records::Set(set);
+            }
+        }
+    }
+    if a.answer.is_empty() {
+        // NODATA (RFC 2308 §2.2): NOERROR, no answers, the SOA in authority.
+        a.authority = Records::Set(std::slice::from_ref(&table.soa_negative));
+    }
+    a
+}
+
+fn pool_answer<'t, R: Rng + ?Sized>(
+    table: &'t Table,
+    pool: PoolName,
+    qtype: u16,
+    client: &Client,
+    rng: &mut R,
+    a: &mut Answer<'t>,
+) {
+    let family = if qtype == rtype::AAAA {
+        if let AaaaPolicy::OnlyNumbered(n) = table.config.aaaa {
+            if pool.number != Some(n) {
+                return;
+            }
+        }
+        Family::V6
+    } else {
+        Family::V4
+    };
+    let region = if pool.target == Target::Geo {
+        let (region, scope) = locate(table, client);
+        a.ecs_scope = scope;
+        region
+    } else {
+        Region::default()
+    };
+    if let Some((zone, picks)) = table.pick(pool, family, region, rng) {
+        a.zone = Some(zone);
+        a.answer = Records::Pool {
+            rtype: qtype,
+            ttl: table.config.answer_ttl,
+            picks,
+            members: &table.members,
+        };
+    }
+}
+
+/// Where the client is, and the ECS scope that decision implies (DESIGN §4): a valid public
+/// ECS address is placed and its GeoIP network width is the scope; otherwise the packet
+/// source is placed and the scope is 0 (the answer does not depend on the ECS bits).
+pub fn locate(table: &Table, client: &Client) -> (Region, u8) {
+    let (address, from_ecs) = match client.ecs {
+        Some(e) if e.source_prefix > 0 && geo::is_public(e.address) => (e.address, true),
+        _ => (client.source, false),
+    };
+    if !geo::is_public(address) {
+        return (Region::default(), 0);
+    }
+    let location = table.geo.locate(address);
+    let country = location.country_str().and_then(|c| table.country(c));
+    let region = Region {
+        country,
+        continent: country.and_then(|c| table.continent_of(c)),
+    };
+    (region, if from_ecs { location.prefix_len } else { 0 })
+}
+
+/// Finds the origin at the end of `qname` (case-insensitively, on a label boundary) and
+/// writes the lowercase labels before it into `buf`. Returns the key and the offset of the
+/// origin in the qname; None when the name is not in the zone.
+fn relative_key<'b>(qname: &[u8], origin: &[u8], buf: &'b mut [u8]) -> Option<(&'b [u8], usize)> {
+    let mut offset = 0;
+    loop {
+        let rest = qname.get(offset..)?;
+        if rest.len() == origin.len() {
+            if !rest.eq_ignore_ascii_case(origin) {
+                return None;
+            }
+            let key = buf.get_mut(..offset)?;
+            for (dst, src) in key.iter_mut().zip(&qname[..offset]) {
+                *dst = src.to_ascii_lowercase();
+            }
+            return Some((key, offset));
+        }
+        let len = usize::from(*rest.first()?);
+        if len == 0 || rest.len() < origin.len() {
+            return None;
+        }
+        offset += len + 1;
+    }
+}
+
+/// The node a question lands on, for the debugging surface.
+pub fn node_of<'t>(table: &'t Table, qname: &[u8]) -> Option<&'t Node> {
+    let mut buf = [0u8; crate::name::MAX_NAME_LEN];
+    let (key, _) = relative_key(qname, &table.config.origin, &mut buf)?;
+    table.names.get(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_origin_on_a_label_boundary() {
+        let origin = b"\x04pool\x03ntp\x03org\x00";
+        let mut buf = [0u8; 255];
+        let (key, off) = relative_key(
+            b"\x01\x30\x02DE\x04POOL\x03ntp\x03org\x00",
+            origin,
+            &mut buf,
+        )
+        .unwrap();
+        assert_eq!((key, off), (&b"\x010\x02de"[..], 5));
+        let (key, off) = relative_key(b"\x04pool\x03ntp\x03org\x00", origin, &mut buf).unwrap();
+        assert_eq!((key, off), (&b""[..], 0));
+        // "xpool.ntp.org" ends with the bytes of "pool.ntp.org" but not on a boundary.
+        assert!(relative_key(b"\x05xpool\x03ntp\x03org\x00", origin, &mut buf).is_none());
+        assert!(relative_key(b"\x03ntp\x03org\x00", origin, &mut buf).is_none());
+        assert!(relative_key(b"\x00", origin, &mut buf).is_none());
+        assert!(relative_key(b"\x04pool\x03ntp\x03com\x00", origin, &mut buf).is_none());
+    }
+}

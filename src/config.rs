@@ -1,0 +1,627 @@
+//! The zone configuration: `zones/<origin>.toml` as written ([`schema`]) and as checked
+//! ([`ZoneConfig`]). This is the "config" arrow of the flow: TOML in, a validated value out.
+//!
+//! Static records are rendered to wire rdata here, once, so the answer path only copies
+//! bytes. Names inside rdata are written uncompressed, which every resolver accepts
+//! (RFC 3597 §4 forbids compression only for new types; it is optional for the old ones).
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::continent::{self, Continent};
+use crate::name;
+use crate::wire::rtype;
+
+/// Why the zone configuration was refused. Every message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The configuration file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML did not parse or had unknown keys / wrong types.
+    #[error("{path}: {source}")]
+    Toml {
+        /// The configuration file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        source: Box<toml::de::Error>,
+    },
+    /// A value that parsed but makes no sense.
+    #[error("{path}: {what}: {reason}")]
+    Invalid {
+        /// The configuration file.
+        path: PathBuf,
+        /// The key or entry, e.g. `records[3] (www CNAME)`.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Where AAAA records are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AaaaPolicy {
+    /// Only at numbered names with this number (`2.pool.ntp.org`, `2.de.pool.ntp.org`…), the
+    /// pool's historic behaviour; there the whole IPv6 pool zone is served, unsplit, so
+    /// every IPv6 server gets its share.
+    OnlyNumbered(u8),
+    /// At every pool name; IPv6 servers are split like IPv4 ones.
+    Everywhere,
+}
+
+/// The SOA fields (RFC 1035 §3.3.13).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Soa {
+    /// Primary nameserver, full wire name.
+    pub mname: Vec<u8>,
+    /// Responsible mailbox, full wire name.
+    pub rname: Vec<u8>,
+    /// Refresh interval, seconds.
+    pub refresh: u32,
+    /// Retry interval, seconds.
+    pub retry: u32,
+    /// Expire time, seconds.
+    pub expire: u32,
+    /// Negative-caching TTL (RFC 2308 §4), seconds.
+    pub minimum: u32,
+    /// TTL of the SOA record itself.
+    pub ttl: u32,
+}
+
+/// One static record, rendered: owner key, type, TTL and wire rdata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticRecord {
+    /// Owner, as a key relative to the origin (empty = apex).
+    pub owner: Vec<u8>,
+    /// Record type.
+    pub rtype: u16,
+    /// TTL, seconds.
+    pub ttl: u32,
+    /// Rdata in wire form, names uncompressed.
+    pub rdata: Vec<u8>,
+}
+
+/// The checked zone configuration.
+#[derive(Debug, Clone)]
+pub struct ZoneConfig {
+    /// The file it came from (for messages).
+    pub path: PathBuf,
+    /// The origin, full lowercase wire name.
+    pub origin: Vec<u8>,
+    /// SOA fields; the serial comes from the feed.
+    pub soa: Soa,
+    /// NS names (full wire names) and their TTL.
+    pub ns: Vec<Vec<u8>>,
+    /// TTL of the NS RRset.
+    pub ns_ttl: u32,
+    /// TTL of A/AAAA answers from the pool.
+    pub answer_ttl: u32,
+    /// Records per answer (k).
+    pub records: usize,
+    /// Minimum score of an eligible server.
+    pub min_score: f64,
+    /// How many numbered names (`0`…`numbered-1`).
+    pub numbered: u8,
+    /// Where AAAA is served.
+    pub aaaa: AaaaPolicy,
+    /// How often the numbered split is reshuffled.
+    pub rotation: Duration,
+    /// Alias label → canonical label (`gb` → `uk`).
+    pub aliases: BTreeMap<String, String>,
+    /// Vendor labels (`debian`, `ubuntu`, …).
+    pub vendors: Vec<String>,
+    /// Static records (apex TXT, glue, `www` CNAME, …), in file order.
+    pub statics: Vec<StaticRecord>,
+    /// GeoIP database path from the file, relative paths resolved against the current
+    /// directory (the command line may override it).
+    pub geoip: Option<PathBuf>,
+    /// Largest UDP answer we send, whatever the client offers (RFC 6891 §6.2.5; 1232 is
+    /// the DNS Flag Day 2020 value).
+    pub max_udp_payload: u16,
+}
+
+/// The TOML as written; see `zones/pool.ntp.org.toml` for a commented example.
+pub mod schema {
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+
+    /// The whole file.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct File {
+        /// The zone apex, e.g. "pool.ntp.org".
+        pub origin: String,
+        /// GeoIP country database.
+        pub geoip: Option<String>,
+        /// Alias label → canonical label.
+        #[serde(default)]
+        pub aliases: BTreeMap<String, String>,
+        /// Vendor labels.
+        #[serde(default)]
+        pub vendors: Vec<String>,
+        /// SOA fields.
+        pub soa: Soa,
+        /// NS RRset.
+        pub ns: Ns,
+        /// Answer settings.
+        #[serde(default)]
+        pub answers: Answers,
+        /// Static records.
+        #[serde(default)]
+        pub records: Vec<Record>,
+    }
+
+    /// `[soa]`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Soa {
+        /// Primary nameserver.
+        pub mname: String,
+        /// Responsible mailbox as a name (`hostmaster.pool.ntp.org`).
+        pub rname: String,
+        /// Refresh, seconds.
+        #[serde(default = "default_refresh")]
+        pub refresh: u32,
+        /// Retry, seconds.
+        #[serde(default = "default_refresh")]
+        pub retry: u32,
+        /// Expire, seconds.
+        #[serde(default = "default_expire")]
+        pub expire: u32,
+        /// Negative TTL, seconds.
+        #[serde(default = "default_minimum")]
+        pub minimum: u32,
+        /// SOA record TTL, seconds.
+        #[serde(default = "default_minimum")]
+        pub ttl: u32,
+    }
+
+    /// `[ns]`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Ns {
+        /// Nameserver names.
+        pub names: Vec<String>,
+        /// TTL of the NS RRset.
+        #[serde(default = "default_ns_ttl")]
+        pub ttl: u32,
+    }
+
+    /// `[answers]`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Answers {
+        /// TTL of pool answers.
+        pub ttl: u32,
+        /// Records per answer.
+        pub records: usize,
+        /// Minimum score.
+        pub min_score: f64,
+        /// Numbered names.
+        pub numbered: u8,
+        /// "everywhere" or "only-N".
+        pub aaaa: String,
+        /// Rotation period of the split, seconds.
+        pub rotation: u64,
+        /// Largest UDP answer.
+        pub max_udp_payload: u16,
+    }
+
+    impl Default for Answers {
+        fn default() -> Self {
+            Answers {
+                ttl: 150,
+                records: 4,
+                min_score: 10.0,
+                numbered: 4,
+                aaaa: "only-2".to_owned(),
+                rotation: 3600,
+                max_udp_payload: 1232,
+            }
+        }
+    }
+
+    /// One `[[records]]` entry.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Record {
+        /// Owner relative to the origin; "@" is the apex.
+        pub name: String,
+        /// A, AAAA, NS, CNAME, TXT, MX, SRV.
+        #[serde(rename = "type")]
+        pub rtype: String,
+        /// TTL, seconds (default 3600).
+        pub ttl: Option<u32>,
+        /// The data in presentation form; TXT also takes a list of strings.
+        pub value: Value,
+    }
+
+    /// A record value: one string or, for TXT, several.
+    #[derive(Debug, Deserialize)]
+    #[serde(untagged)]
+    pub enum Value {
+        /// One string.
+        One(String),
+        /// Several strings (TXT).
+        Many(Vec<String>),
+    }
+
+    fn default_refresh() -> u32 {
+        5400
+    }
+    fn default_expire() -> u32 {
+        1_209_600
+    }
+    fn default_minimum() -> u32 {
+        3600
+    }
+    fn default_ns_ttl() -> u32 {
+        86_400
+    }
+}
+
+impl ZoneConfig {
+    /// Loads and checks the configuration at `path`.
+    pub fn load(path: &Path) -> Result<ZoneConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and checks configuration text; `path` is used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<ZoneConfig, ConfigError> {
+        let file: schema::File = toml::from_str(text).map_err(|source| ConfigError::Toml {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        Checker { path }.check(file)
+    }
+
+    /// Whether a label (lowercase) names a pool zone of its own: a country, a continent,
+    /// a vendor, or an alias of one of them.
+    pub fn is_pool_label(&self, label: &str) -> bool {
+        continent::continent_of(label).is_some()
+            || Continent::from_label(label).is_some()
+            || self.vendors.iter().any(|v| v == label)
+            || self.aliases.contains_key(label)
+    }
+}
+
+struct Checker<'a> {
+    path: &'a Path,
+}
+
+impl Checker<'_> {
+    fn invalid(&self, what: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn full_name(&self, what: &str, text: &str) -> Result<Vec<u8>, ConfigError> {
+        name::from_text(text).map_err(|e| self.invalid(what, e.to_string()))
+    }
+
+    fn check(&self, file: schema::File) -> Result<ZoneConfig, ConfigError> {
+        let origin = self.full_name("origin", &file.origin)?;
+        if origin == [0] {
+            return Err(self.invalid("origin", "the root zone cannot be served"));
+        }
+        let soa = Soa {
+            mname: self.full_name("soa.mname", &file.soa.mname)?,
+            rname: self.full_name("soa.rname", &file.soa.rname)?,
+            refresh: file.soa.refresh,
+            retry: file.soa.retry,
+            expire: file.soa.expire,
+            minimum: file.soa.minimum,
+            ttl: file.soa.ttl,
+        };
+        if file.ns.names.is_empty() {
+            return Err(self.invalid("ns.names", "at least one NS name is needed"));
+        }
+        let ns = file
+            .ns
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| self.full_name(&format!("ns.names[{i}]"), n))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let a = &file.answers;
+        if !(1..=16).contains(&a.records) {
+            return Err(self.invalid("answers.records", "must be between 1 and 16"));
+        }
+        if !(1..=10).contains(&a.numbered) {
+            return Err(self.invalid("answers.numbered", "must be between 1 and 10"));
+        }
+        if !a.min_score.is_finite() {
+            return Err(self.invalid("answers.min_score", "must be a number"));
+        }
+        if a.rotation == 0 {
+            return Err(self.invalid("answers.rotation", "must be at least 1 second"));
+        }
+        if a.max_udp_payload < 512 {
+            return Err(self.invalid("answers.max_udp_payload", "must be at least 512"));
+        }
+        let aaaa = match a.aaaa.as_str() {
+            "everywhere" => AaaaPolicy::Everywhere,
+            other => match other.strip_prefix("only-").map(str::parse::<u8>) {
+                Some(Ok(n)) if n < a.numbered => AaaaPolicy::OnlyNumbered(n),
+                _ => {
+                    return Err(self.invalid(
+                        "answers.aaaa",
+                        format!(
+                            "{other:?} is neither \"everywhere\" nor \"only-N\" with N below {}",
+                            a.numbered
+                        ),
+                    ));
+                }
+            },
+        };
+
+        let vendors = file
+            .vendors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| self.label(&format!("vendors[{i}]"), v))
+            .collect::<Result<Vec<_>, _>>()?;
+        for v in &vendors {
+            if continent::continent_of(v).is_some() || Continent::from_label(v).is_some() {
+                return Err(self.invalid(
+                    format!("vendors ({v})"),
+                    "is already a country or continent name",
+                ));
+            }
+        }
+        let mut aliases = BTreeMap::new();
+        for (from, to) in &file.aliases {
+            let from_l = self.label(&format!("aliases.{from}"), from)?;
+            let to_l = self.label(&format!("aliases.{from}"), to)?;
+            let target_known = continent::continent_of(&to_l).is_some()
+                || Continent::from_label(&to_l).is_some()
+                || vendors.contains(&to_l);
+            if !target_known {
+                return Err(self.invalid(
+                    format!("aliases.{from}"),
+                    format!("target {to:?} is not a country, continent or vendor name"),
+                ));
+            }
+            if from_l == to_l || file.aliases.contains_key(&to_l) {
+                return Err(self.invalid(
+                    format!("aliases.{from}"),
+                    "an alias must point at a name that is not itself an alias",
+                ));
+            }
+            aliases.insert(from_l, to_l);
+        }
+
+        let statics = file
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| self.record(i, r))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        Ok(ZoneConfig {
+            path: self.path.to_owned(),
+            origin,
+            soa,
+            ns,
+            ns_ttl: file.ns.ttl,
+            answer_ttl: a.ttl,
+            records: a.records,
+            min_score: a.min_score,
+            numbered: a.numbered,
+            aaaa,
+            rotation: Duration::from_secs(a.rotation),
+            aliases,
+            vendors,
+            statics,
+            geoip: file.geoip.map(PathBuf::from),
+            max_udp_payload: a.max_udp_payload,
+        })
+    }
+
+    fn label(&self, what: &str, text: &str) -> Result<String, ConfigError> {
+        let key = name::key_from_text(text).map_err(|e| self.invalid(what, e.to_string()))?;
+        if name::labels(&key).count() != 1 {
+            return Err(self.invalid(what, format!("{text:?} must be a single label")));
+        }
+        Ok(text.to_ascii_lowercase())
+    }
+
+    fn record(&self, index: usize, r: &schema::Record) -> Result<StaticRecord, ConfigError> {
+        let what = format!("records[{index}] ({} {})", r.name, r.rtype);
+        let bad = |reason: String| self.invalid(what.clone(), reason);
+        let owner = name::key_from_text(&r.name).map_err(|e| bad(e.to_string()))?;
+        let one = || match &r.value {
+            schema::Value::One(s) => Ok(s.trim()),
+            schema::Value::Many(_) => Err(bad("value must be a single string".into())),
+        };
+        let name_value = |text: &str| name::from_text(text).map_err(|e| bad(e.to_string()));
+        let (rt, rdata) = match r.rtype.to_ascii_uppercase().as_str() {
+            "A" => {
+                let ip: Ipv4Addr = one()?
+                    .parse()
+                    .map_err(|_| bad("value is not an IPv4 address".into()))?;
+                (rtype::A, ip.octets().to_vec())
+            }
+            "AAAA" => {
+                let ip: Ipv6Addr = one()?
+                    .parse()
+                    .map_err(|_| bad("value is not an IPv6 address".into()))?;
+                (rtype::AAAA, ip.octets().to_vec())
+            }
+            "NS" => (rtype::NS, name_value(one()?)?),
+            "CNAME" => (rtype::CNAME, name_value(one()?)?),
+            "MX" => {
+                let v = one()?;
+                let (pref, host) = v
+                    .split_once(char::is_whitespace)
+                    .ok_or_else(|| bad("MX value is \"PREFERENCE HOST\"".into()))?;
+                let pref: u16 = pref
+                    .parse()
+                    .map_err(|_| bad("MX preference is not a number 0-65535".into()))?;
+                let mut rdata = pref.to_be_bytes().to_vec();
+                rdata.extend(name_value(host.trim())?);
+                (rtype::MX, rdata)
+            }
+            "SRV" => {
+                let v = one()?;
+                let parts: Vec<&str> = v.split_whitespace().collect();
+                let [prio, weight, port, target] = parts[..] else {
+                    return Err(bad("SRV value is \"PRIORITY WEIGHT PORT TARGET\"".into()));
+                };
+                let mut rdata = Vec::new();
+                for n in [prio, weight, port] {
+                    let n: u16 = n
+                        .parse()
+                        .map_err(|_| bad(format!("{n:?} is not a number 0-65535")))?;
+                    rdata.extend(n.to_be_bytes());
+                }
+                rdata.extend(name_value(target)?);
+                (rtype::SRV, rdata)
+            }
+            "TXT" => {
+                let strings: Vec<&str> = match &r.value {
+                    schema::Value::One(s) => vec![s.as_str()],
+                    schema::Value::Many(v) => v.iter().map(String::as_str).collect(),
+                };
+                let mut rdata = Vec::new();
+                for s in strings {
+                    // RFC 1035 §3.3: a character-string is at most 255 bytes; split longer ones.
+                    let bytes = s.as_bytes();
+                    if bytes.is_empty() {
+                        rdata.push(0);
+                    }
+                    for chunk in bytes.chunks(255) {
+                        rdata.push(chunk.len() as u8); // chunks(255): len <= 255
+                        rdata.extend_from_slice(chunk);
+                    }
+                }
+                if rdata.len() > 4096 {
+                    return Err(bad("TXT data longer than 4096 bytes".into()));
+                }
+                (rtype::TXT, rdata)
+            }
+            other => {
+                return Err(bad(format!(
+                    "type {other:?} is not supported (A, AAAA, NS, CNAME, TXT, MX, SRV)"
+                )));
+            }
+        };
+        if rt == rtype::NS && owner.is_empty() {
+            return Err(bad("apex NS records come from [ns]".into()));
+        }
+        Ok(StaticRecord {
+            owner,
+            rtype: rt,
+            ttl: r.ttl.unwrap_or(3600),
+            rdata,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+origin = "example.org"
+[soa]
+mname = "ns1.example.org"
+rname = "hostmaster.example.org"
+[ns]
+names = ["ns1.example.org"]
+"#;
+
+    fn parse(text: &str) -> Result<ZoneConfig, ConfigError> {
+        ZoneConfig::parse(Path::new("zones/test.toml"), text)
+    }
+
+    #[test]
+    fn minimal_config_takes_pool_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.origin, b"\x07example\x03org\x00");
+        assert_eq!(c.answer_ttl, 150);
+        assert_eq!(c.records, 4);
+        assert_eq!(c.min_score, 10.0);
+        assert_eq!(c.numbered, 4);
+        assert_eq!(c.aaaa, AaaaPolicy::OnlyNumbered(2));
+        assert_eq!(c.rotation, Duration::from_secs(3600));
+        assert_eq!(c.ns_ttl, 86400);
+        assert_eq!(c.max_udp_payload, 1232);
+    }
+
+    #[test]
+    fn renders_static_records() {
+        let text = format!(
+            "{MINIMAL}\n{}",
+            r#"
+[[records]]
+name = "@"
+type = "MX"
+value = "0 ."
+[[records]]
+name = "www"
+type = "CNAME"
+value = "www.example.net."
+ttl = 60
+[[records]]
+name = "@"
+type = "TXT"
+value = ["a", ""]
+"#
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.statics[0].rdata, b"\x00\x00\x00");
+        assert_eq!(c.statics[1].owner, b"\x03www");
+        assert_eq!(c.statics[1].ttl, 60);
+        assert_eq!(c.statics[1].rdata, b"\x03www\x07example\x03net\x00");
+        assert_eq!(c.statics[2].rdata, b"\x01a\x00");
+    }
+
+    #[test]
+    fn errors_name_the_file_entry_and_reason() {
+        let text =
+            format!("{MINIMAL}\n[[records]]\nname = \"x\"\ntype = \"A\"\nvalue = \"1.2.3\"\n");
+        let e = parse(&text).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "zones/test.toml: records[0] (x A): value is not an IPv4 address"
+        );
+        let e = parse(&format!("{MINIMAL}\n[answers]\naaaa = \"sometimes\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("zones/test.toml: answers.aaaa: \"sometimes\""),
+            "{e}"
+        );
+        let e = parse("origin = 1").unwrap_err().to_string();
+        assert!(e.starts_with("zones/test.toml: "), "{e}");
+        let e = parse(&MINIMAL.replace("[ns]", "bogus = 1\n[ns]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn aliases_must_point_at_pool_names() {
+        let ok = parse(&format!("aliases = {{ gb = \"uk\" }}\n{MINIMAL}")).unwrap();
+        assert_eq!(ok.aliases["gb"], "uk");
+        let e = parse(&format!("aliases = {{ gb = \"nowhere\" }}\n{MINIMAL}")).unwrap_err();
+        assert!(e.to_string().contains("not a country"), "{e}");
+    }
+}

@@ -1,0 +1,217 @@
+//! Feed loading: JSON bytes → [`Feed`]. Bad entries are skipped with a reason; only a
+//! feed that is not JSON of the right shape fails as a whole.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::Path;
+
+use super::schema::{Entry, File};
+use super::{Feed, FeedError, LoadReport, Server, SkipReason, Skipped};
+use crate::continent::{self, Continent};
+
+/// Loads the feed file at `path`.
+pub fn load_file(path: &Path) -> Result<Feed, FeedError> {
+    let bytes = std::fs::read(path).map_err(|source| FeedError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    load_slice(&path.display().to_string(), &bytes)
+}
+
+/// Loads a feed from bytes; `source` names it in messages.
+pub fn load_slice(source: &str, bytes: &[u8]) -> Result<Feed, FeedError> {
+    let parse_error = |reason: String| FeedError::Parse {
+        origin: source.to_owned(),
+        reason,
+    };
+    let file: File = serde_json::from_slice(bytes).map_err(|e| parse_error(e.to_string()))?;
+    let serial = match file.serial {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) => Some(n),
+            None => {
+                return Err(parse_error(format!(
+                    "serial {v} is not a number 0-4294967295"
+                )));
+            }
+        },
+    };
+
+    let mut report = LoadReport {
+        entries: file.servers.len(),
+        skipped: Vec::new(),
+    };
+    let mut servers = Vec::with_capacity(file.servers.len());
+    let mut by_ip: HashMap<IpAddr, u64> = HashMap::with_capacity(file.servers.len());
+    let mut ids: HashSet<u64> = HashSet::with_capacity(file.servers.len());
+    for (index, value) in file.servers.into_iter().enumerate() {
+        let id = value.get("id").and_then(serde_json::Value::as_u64);
+        match check_entry(value) {
+            Ok(server) => {
+                if let Some(&first_id) = by_ip.get(&server.ip) {
+                    report.skipped.push(Skipped {
+                        index,
+                        id,
+                        reason: SkipReason::DuplicateAddress {
+                            ip: server.ip,
+                            first_id,
+                        },
+                    });
+                } else if !ids.insert(server.id) {
+                    report.skipped.push(Skipped {
+                        index,
+                        id,
+                        reason: SkipReason::DuplicateId(server.id),
+                    });
+                } else {
+                    by_ip.insert(server.ip, server.id);
+                    servers.push(server);
+                }
+            }
+            Err(reason) => report.skipped.push(Skipped { index, id, reason }),
+        }
+    }
+    Ok(Feed {
+        source: source.to_owned(),
+        serial,
+        servers,
+        report,
+    })
+}
+
+fn check_entry(value: serde_json::Value) -> Result<Server, SkipReason> {
+    let entry: Entry =
+        serde_json::from_value(value).map_err(|e| SkipReason::Malformed(e.to_string()))?;
+    let ip: IpAddr = entry
+        .ip
+        .trim()
+        .parse()
+        .map_err(|_| SkipReason::BadAddress(entry.ip.clone()))?;
+    // An IPv4-mapped IPv6 address is an IPv4 server written oddly.
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let netspeed = entry
+        .netspeed
+        .as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| SkipReason::BadNetspeed(entry.netspeed.to_string()))?;
+    let score = entry
+        .score
+        .as_f64()
+        .filter(|s| s.is_finite())
+        .ok_or_else(|| SkipReason::BadScore(entry.score.to_string()))?;
+    let country = entry.country.to_ascii_lowercase();
+    if continent::continent_of(&country).is_none() {
+        return Err(SkipReason::UnknownCountry(entry.country));
+    }
+    let zones = match entry.zones {
+        None => None,
+        Some(list) => {
+            let mut zones = Vec::with_capacity(list.len());
+            for z in list {
+                let lower = z.to_ascii_lowercase();
+                if continent::continent_of(&lower).is_none()
+                    && Continent::from_label(&lower).is_none()
+                {
+                    return Err(SkipReason::UnknownZone(z));
+                }
+                zones.push(lower);
+            }
+            Some(zones)
+        }
+    };
+    Ok(Server {
+        id: entry.id,
+        ip,
+        netspeed,
+        score,
+        country,
+        zones,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_good_entries_and_reports_bad_ones() {
+        let json = br#"{"serial": 7, "servers": [
+            {"id": 1, "ip": "192.0.2.1", "netspeed": 1000, "score": 19.5, "country": "DE"},
+            {"id": 2, "ip": "10.0.0", "netspeed": 1000, "score": 19.5, "country": "de"},
+            {"id": 3, "ip": "192.0.2.3", "netspeed": -5, "score": 19.5, "country": "de"},
+            {"id": 4, "ip": "192.0.2.4", "netspeed": 1000, "score": 19.5, "country": "xx"},
+            {"id": 5, "ip": "192.0.2.1", "netspeed": 1000, "score": 19.5, "country": "de"},
+            {"id": 1, "ip": "192.0.2.6", "netspeed": 1000, "score": 19.5, "country": "de"},
+            {"id": 7, "ip": "2001:db8::7", "netspeed": 0, "score": -50, "country": "us",
+             "zones": ["us", "europe"]},
+            {"id": 8, "ip": "192.0.2.8", "netspeed": 1000, "score": 19.5, "country": "de",
+             "zones": ["mars"]},
+            {"ip": "192.0.2.9"},
+            "nonsense"
+        ]}"#;
+        let feed = load_slice("feed.json", json).unwrap();
+        assert_eq!(feed.serial, Some(7));
+        assert_eq!(feed.report.entries, 10);
+        let ids: Vec<u64> = feed.servers.iter().map(|s| s.id).collect();
+        assert_eq!(ids, [1, 7]);
+        assert_eq!(feed.servers[0].country, "de");
+        assert_eq!(
+            feed.servers[1].zones.as_deref(),
+            Some(&["us".to_owned(), "europe".to_owned()][..])
+        );
+        let rendered: Vec<String> = feed
+            .report
+            .skipped
+            .iter()
+            .map(|s| s.render("feed.json"))
+            .collect();
+        assert_eq!(
+            rendered[..6],
+            [
+                "feed.json: servers[1] (id 2): ip \"10.0.0\" is not an address",
+                "feed.json: servers[2] (id 3): netspeed -5 is not a whole number of kbit/s between 0 and 4294967295",
+                "feed.json: servers[3] (id 4): country \"xx\" is not a known ISO 3166 code",
+                "feed.json: servers[4] (id 5): ip 192.0.2.1 is already used by id 1",
+                "feed.json: servers[5] (id 1): id 1 is used by an earlier entry",
+                "feed.json: servers[7] (id 8): zone \"mars\" is not a country or continent",
+            ]
+        );
+        assert!(
+            rendered[6].starts_with("feed.json: servers[8]: missing field"),
+            "{}",
+            rendered[6]
+        );
+        assert!(
+            rendered[7].starts_with("feed.json: servers[9]: invalid type"),
+            "{}",
+            rendered[7]
+        );
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_feed() {
+        for bad in [
+            &b"{"[..],
+            b"[]",
+            b"{\"servers\": 5}",
+            b"{\"serial\": -1, \"servers\": []}",
+        ] {
+            let e = load_slice("feed.json", bad).unwrap_err().to_string();
+            assert!(e.starts_with("feed.json: not a feed: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let e = load_file(Path::new("/nonexistent/feed.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/nonexistent/feed.json: cannot read: "),
+            "{e}"
+        );
+    }
+}

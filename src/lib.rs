@@ -1,0 +1,48 @@
+//! pooldns: a GeoDNS load-balancing authoritative nameserver for server pools such as
+//! `pool.ntp.org`.
+//!
+//! # Data flow
+//!
+//! Data flows one way; each arrow is one module:
+//!
+//! ```text
+//!  zones/*.toml ──config──┐
+//!  servers.json ──feed────┼──table::build──▶ Table ──reload (ArcSwap)──▶ server
+//!  *.mmdb ───────geo──────┘                                              │
+//!                        bytes ──wire::parse──▶ Query ──answer──▶ Answer ──wire::build──▶ bytes
+//! ```
+//!
+//! Only [`server`] touches sockets and only [`wire`] touches bytes; [`select`] and
+//! [`answer`] are plain functions that take the random source and the table as arguments.
+//!
+//! # Glossary
+//!
+//! * **server**: an NTP server of the feed (a pool member). Our own process is "pooldns" or
+//!   "the nameserver", never "the server".
+//! * **zone**: the DNS zone we are authoritative for (the *origin*, e.g. `pool.ntp.org`).
+//! * **pool zone**: a set of servers a name draws from: global, a continent or a country.
+//! * **eligible**: a server with `score >= min_score` and `netspeed > 0`.
+//! * **numbered name**: `0`…`3` (optionally under a country, continent or vendor label),
+//!   served from one of the disjoint subsets of a split of its pool zone.
+//! * **split**: the division of a pool zone into numbered subsets, reshuffled every
+//!   rotation period (an *epoch*).
+//! * **pick**: drawing up to k distinct servers with inclusion probability proportional to
+//!   net speed.
+//! * **ECS**: EDNS Client Subnet (RFC 7871); **scope**: the prefix length the answer depends on.
+//!
+//! # Verbs
+//!
+//! `parse` = wire in, `build` = wire out (and table construction), `load` = file in,
+//! `render` = text out, `pick` = selection.
+
+pub mod answer;
+pub mod config;
+pub mod continent;
+pub mod feed;
+pub mod geo;
+pub mod name;
+pub mod reload;
+pub mod select;
+pub mod server;
+pub mod table;
+pub mod wire;

@@ -1,0 +1,124 @@
+//! The `pooldns` command line: parses arguments, calls the library, turns errors into exit
+//! codes. Nothing else lives here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pooldns::reload::{Reloader, Sources};
+use pooldns::server::{self, Listeners, ServerOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "pooldns",
+    version,
+    about = "GeoDNS load-balancing authoritative nameserver for server pools"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the zone over UDP and TCP.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Zone configuration (TOML).
+    #[arg(long, default_value = "zones/pool.ntp.org.toml")]
+    config: PathBuf,
+    /// Server feed (JSON); watched for changes.
+    #[arg(long, default_value = "data/servers.json")]
+    feed: PathBuf,
+    /// Country GeoIP database (MaxMind format); default: the configuration's `geoip`, else
+    /// the bundled data/dbip-country.mmdb.
+    #[arg(long)]
+    geoip: Option<PathBuf>,
+    /// Address to serve UDP and TCP on; repeatable.
+    #[arg(long = "listen", default_values = ["127.0.0.1:5300", "[::1]:5300"])]
+    listen: Vec<SocketAddr>,
+    /// TCP idle timeout in seconds.
+    #[arg(long, default_value_t = 10)]
+    tcp_idle_timeout: u64,
+    /// Most concurrent TCP connections.
+    #[arg(long, default_value_t = 1024)]
+    tcp_max_connections: usize,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pooldns: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let reloader = Reloader::load(Sources {
+        config: args.config,
+        feed: args.feed,
+        geoip: args.geoip,
+    })?;
+    let listeners = Listeners::bind(&args.listen)?;
+    let options = ServerOptions {
+        tcp_idle_timeout: std::time::Duration::from_secs(args.tcp_idle_timeout),
+        tcp_max_connections: args.tcp_max_connections,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        for addr in listeners.udp_addrs() {
+            tracing::info!("serving on {addr} (UDP and TCP)");
+        }
+        let table = reloader.table();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut reload_stop = stop_rx.clone();
+        let reload = tokio::spawn(reloader.run(async move {
+            let _ = reload_stop.changed().await;
+        }));
+        let result = server::run(listeners, table, options, async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        })
+        .await;
+        let _ = reload.await;
+        tracing::info!("stopped");
+        result
+    })?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,365 @@
+//! Weighted pick of k distinct servers: the "pick" step of the answer.
+//!
+//! # Why not plain weighted sampling without replacement
+//!
+//! Drawing one server by weight, removing it and drawing again gives heavy servers *less*
+//! than their share once they are likely to be drawn at all: in a set of one 1000-weight
+//! server and four 10-weight ones with k = 2, the heavy one is in nearly every answer
+//! (share ≈ 50 %) although it has 96 % of the net speed, and the light ones get far more
+//! than 1 %. Volunteers are promised traffic proportional to net speed, so pooldns fixes
+//! the *inclusion probability* of each server instead:
+//!
+//! * π_i = k·w_i / W, capped at 1 (a server heavier than 1/k of the set is in every answer;
+//!   the cap is applied iteratively, the rest share k minus the capped count).
+//! * Systematic sampling over an ordering of the set: lay the π_i end to end on [0, k),
+//!   draw u in [0, 1) and take the servers under u, u+1, …, u+k−1. Each server's segment
+//!   is at most 1 long, so it is hit with probability exactly π_i and never twice.
+//! * One fixed ordering would freeze which servers come *together* (12 equal servers would
+//!   only ever appear in 3 groups), so each set keeps several independently shuffled
+//!   orderings and each query chooses one at random. Every ordering gives exact π_i, so
+//!   the mixture does too.
+//!
+//! Per query: one random ordering, one u, k binary searches: O(k log n), no allocation.
+
+use rand::Rng;
+use rand::RngExt;
+use rand::seq::SliceRandom;
+
+/// The most records an answer can carry.
+pub const MAX_PICK: usize = 16;
+
+/// How many independently shuffled orderings a set of `n` members keeps: many for small
+/// sets, where one ordering yields only a few distinct answers, at least 8 for large ones,
+/// where memory matters and each ordering already yields about n distinct answers.
+pub fn orderings_for(n: usize) -> usize {
+    (16_384 / n.max(1)).clamp(8, 64)
+}
+
+/// A set of servers ready for picking: members with their inclusion probabilities laid
+/// out in several orderings. Built once per table, read by every query.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    /// Member ids (indices into the table's server list), in input order.
+    members: Box<[u32]>,
+    /// Inclusion probability of each member, same order as `members`.
+    inclusion: Box<[f64]>,
+    /// k: how many members an answer takes.
+    k: usize,
+    /// Orderings; empty when the set has at most k members (all are taken).
+    orderings: Box<[Ordering]>,
+}
+
+#[derive(Debug, Clone)]
+struct Ordering {
+    /// Member ids in this ordering.
+    members: Box<[u32]>,
+    /// ends[j] = π of members[0..=j] summed, scaled so the last is exactly k.
+    ends: Box<[f64]>,
+}
+
+/// The result of a pick: up to [`MAX_PICK`] member ids, in random order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Picks {
+    ids: [u32; MAX_PICK],
+    len: usize,
+}
+
+impl Picks {
+    /// The picked member ids.
+    pub fn as_slice(&self) -> &[u32] {
+        &self.ids[..self.len]
+    }
+
+    fn push(&mut self, id: u32) {
+        if self.len < MAX_PICK {
+            self.ids[self.len] = id;
+            self.len += 1;
+        }
+    }
+}
+
+/// Inclusion probabilities π_i = min(1, k·w_i/W) with the cap applied iteratively, so
+/// that they sum to min(k, n). Weights must be positive.
+pub fn inclusion_probabilities(weights: &[u32], k: usize) -> Vec<f64> {
+    let n = weights.len();
+    if n <= k {
+        return vec![1.0; n];
+    }
+    let mut by_weight: Vec<usize> = (0..n).collect();
+    by_weight.sort_unstable_by(|&a, &b| weights[b].cmp(&weights[a]));
+    let mut remaining_weight: f64 = weights.iter().map(|&w| f64::from(w)).sum();
+    let mut remaining_k = k as f64;
+    let mut pi = vec![0.0; n];
+    let mut capped = 0;
+    // Heaviest first: once one is below the cap, all lighter ones are too.
+    for &i in &by_weight {
+        let w = f64::from(weights[i]);
+        if remaining_k * w >= remaining_weight {
+            pi[i] = 1.0;
+            capped += 1;
+            remaining_k -= 1.0;
+            remaining_weight -= w;
+        } else {
+            break;
+        }
+    }
+    for &i in &by_weight[capped..] {
+        pi[i] = remaining_k * f64::from(weights[i]) / remaining_weight;
+    }
+    pi
+}
+
+impl Sampler {
+    /// Builds a sampler over `members` (ids) with positive `weights`, taking `k` per pick.
+    /// `rng` shuffles the orderings (build time only).
+    pub fn new<R: Rng + ?Sized>(members: Vec<u32>, weights: &[u32], k: usize, rng: &mut R) -> Self {
+        debug_assert_eq!(members.len(), weights.len());
+        let k = k.clamp(1, MAX_PICK);
+        let inclusion = inclusion_probabilities(weights, k);
+        let orderings = if members.len() <= k {
+            Vec::new()
+        } else {
+            (0..orderings_for(members.len()))
+                .map(|_| {
+                    let mut order: Vec<usize> = (0..members.len()).collect();
+                    order.shuffle(rng);
+                    let mut ends = Vec::with_capacity(order.len());
+                    let mut sum = 0.0;
+                    for &i in &order {
+                        sum += inclusion[i];
+                        ends.push(sum);
+                    }
+                    // Rounding may leave the total a hair off k: rescale so that the
+                    // last segment ends exactly at k and no point falls past the end.
+                    let scale = k as f64 / sum;
+                    for e in &mut ends {
+                        *e *= scale;
+                    }
+                    if let Some(last) = ends.last_mut() {
+                        *last = k as f64;
+                    }
+                    Ordering {
+                        members: order.iter().map(|&i| members[i]).collect(),
+                        ends: ends.into_boxed_slice(),
+                    }
+                })
+                .collect()
+        };
+        Sampler {
+            members: members.into_boxed_slice(),
+            inclusion: inclusion.into_boxed_slice(),
+            k,
+            orderings: orderings.into_boxed_slice(),
+        }
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Member ids in input order.
+    pub fn members(&self) -> &[u32] {
+        &self.members
+    }
+
+    /// Inclusion probability of each member, in the order of [`Sampler::members`].
+    pub fn inclusion(&self) -> &[f64] {
+        &self.inclusion
+    }
+
+    /// Picks min(k, n) distinct members, each with its inclusion probability, in random
+    /// order. O(k log n), no allocation.
+    pub fn pick<R: Rng + ?Sized>(&self, rng: &mut R) -> Picks {
+        let mut picks = Picks::default();
+        if self.orderings.is_empty() {
+            for &m in self.members.iter() {
+                picks.push(m);
+            }
+        } else {
+            let ordering = &self.orderings[rng.random_range(0..self.orderings.len())];
+            let u: f64 = rng.random();
+            let last = ordering.members.len() - 1;
+            let mut previous = usize::MAX;
+            for step in 0..self.k {
+                let point = u + step as f64;
+                // First segment whose end lies past the point.
+                let j = ordering.ends.partition_point(|&end| end <= point).min(last);
+                // Segments are at most 1 long, so j grows strictly; the check guards
+                // against rounding only.
+                if j != previous {
+                    picks.push(ordering.members[j]);
+                    previous = j;
+                }
+            }
+        }
+        picks.ids[..picks.len].shuffle(rng);
+        picks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    #[test]
+    fn inclusion_is_proportional_and_capped() {
+        let pi = inclusion_probabilities(&[100, 100, 100, 100, 100, 100, 100, 100], 4);
+        assert!(pi.iter().all(|&p| (p - 0.5).abs() < 1e-12));
+        // One server with more than 1/4 of the weight is capped; the rest share 3.
+        let pi = inclusion_probabilities(&[1000, 10, 10, 10, 10, 10, 10], 4);
+        assert_eq!(pi[0], 1.0);
+        assert!(pi[1..].iter().all(|&p| (p - 0.5).abs() < 1e-12));
+        // The cap cascades: capping the first pushes the second over its cap.
+        let pi = inclusion_probabilities(&[1000, 400, 100, 100, 100, 100], 4);
+        assert_eq!(&pi[..2], &[1.0, 1.0]);
+        assert!(pi[2..].iter().all(|&p| (p - 0.5).abs() < 1e-12));
+        let sum: f64 = inclusion_probabilities(&[3, 5, 7, 11, 13, 17, 19], 4)
+            .iter()
+            .sum();
+        assert!((sum - 4.0).abs() < 1e-12);
+        assert_eq!(inclusion_probabilities(&[5, 9], 4), [1.0, 1.0]);
+    }
+
+    #[test]
+    fn picks_are_distinct_and_never_more_than_k() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let weights = [
+            512, 3_000_000, 1500, 25_000, 100_000, 100_000, 6000, 1_000_000, 512,
+        ];
+        let s = Sampler::new((0..9).collect(), &weights, 4, &mut rng);
+        for _ in 0..10_000 {
+            let p = s.pick(&mut rng);
+            assert_eq!(p.as_slice().len(), 4);
+            let mut ids = p.as_slice().to_vec();
+            ids.sort_unstable();
+            ids.dedup();
+            assert_eq!(ids.len(), 4);
+        }
+        let small = Sampler::new(vec![7, 9], &[1, 1000], 4, &mut rng);
+        let mut got = small.pick(&mut rng).as_slice().to_vec();
+        got.sort_unstable();
+        assert_eq!(got, [7, 9]);
+        assert!(
+            Sampler::new(vec![], &[], 4, &mut rng)
+                .pick(&mut rng)
+                .as_slice()
+                .is_empty()
+        );
+    }
+
+    /// Counts, over `n` picks, how often each member is included.
+    fn observed(s: &Sampler, n: usize, rng: &mut StdRng) -> Vec<f64> {
+        let mut counts = vec![0usize; s.len()];
+        for _ in 0..n {
+            for &id in s.pick(rng).as_slice() {
+                counts[id as usize] += 1;
+            }
+        }
+        counts.iter().map(|&c| c as f64 / n as f64).collect()
+    }
+
+    /// Exact inclusion probabilities of plain sequential weighted sampling without
+    /// replacement (draw by weight, remove, repeat), by enumerating every draw sequence.
+    fn sequential_inclusion(weights: &[f64], k: usize) -> Vec<f64> {
+        fn walk(weights: &[f64], taken: &mut Vec<usize>, p: f64, k: usize, out: &mut [f64]) {
+            if taken.len() == k {
+                for &i in taken.iter() {
+                    out[i] += p;
+                }
+                return;
+            }
+            let rest: f64 = (0..weights.len())
+                .filter(|i| !taken.contains(i))
+                .map(|i| weights[i])
+                .sum();
+            for i in 0..weights.len() {
+                if !taken.contains(&i) {
+                    taken.push(i);
+                    walk(weights, taken, p * weights[i] / rest, k, out);
+                    taken.pop();
+                }
+            }
+        }
+        let mut out = vec![0.0; weights.len()];
+        walk(weights, &mut Vec::new(), 1.0, k, &mut out);
+        out
+    }
+
+    #[test]
+    fn shares_match_net_speed_in_a_small_skewed_zone_where_sequential_sampling_fails() {
+        // A small country zone: two big servers, a few mid-size, several small ones.
+        let weights: [u32; 10] = [
+            50_000, 50_000, 25_000, 25_000, 25_000, 12_000, 12_000, 6000, 3000, 1500,
+        ];
+        let k = 4;
+        let pi = inclusion_probabilities(&weights, k);
+        // Nobody is above 1/k of the total here, so the promise is exact proportionality.
+        assert!(pi.iter().all(|&p| p < 1.0));
+        let total: f64 = weights.iter().map(|&w| f64::from(w)).sum();
+        for (p, &w) in pi.iter().zip(&weights) {
+            assert!((p - k as f64 * f64::from(w) / total).abs() < 1e-12);
+        }
+
+        // Plain sequential sampling misses the target badly (exact, not sampled).
+        let seq = sequential_inclusion(&weights.map(f64::from), k);
+        let worst_seq = seq
+            .iter()
+            .zip(&pi)
+            .map(|(s, p)| (s / p - 1.0).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            worst_seq > 0.25,
+            "sequential sampling off by only {worst_seq}"
+        );
+
+        // Ours hits every target within sampling noise: 400k picks, 6 standard errors.
+        let mut rng = StdRng::seed_from_u64(20261122);
+        let s = Sampler::new((0..weights.len() as u32).collect(), &weights, k, &mut rng);
+        let n = 400_000;
+        let got = observed(&s, n, &mut rng);
+        for (i, (&g, &p)) in got.iter().zip(&pi).enumerate() {
+            let se = (p * (1.0 - p) / n as f64).sqrt();
+            assert!(
+                (g - p).abs() < 6.0 * se,
+                "server {i}: observed {g}, expected {p}"
+            );
+        }
+    }
+
+    #[test]
+    fn combinations_are_not_frozen() {
+        // 12 equal servers: one systematic ordering would only ever give 3 groups.
+        let mut rng = StdRng::seed_from_u64(3);
+        let s = Sampler::new((0..12).collect(), &[1000; 12], 4, &mut rng);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..20_000 {
+            let mut ids = s.pick(&mut rng).as_slice().to_vec();
+            ids.sort_unstable();
+            seen.insert(ids);
+        }
+        assert!(
+            seen.len() >= 100,
+            "only {} distinct answer sets",
+            seen.len()
+        );
+    }
+
+    #[test]
+    fn answer_order_is_random() {
+        let mut rng = StdRng::seed_from_u64(4);
+        let s = Sampler::new((0..4).collect(), &[1, 1, 1, 1], 4, &mut rng);
+        let mut first = [0usize; 4];
+        for _ in 0..4000 {
+            first[s.pick(&mut rng).as_slice()[0] as usize] += 1;
+        }
+        assert!(first.iter().all(|&c| c > 800), "{first:?}");
+    }
+}

@@ -1,0 +1,431 @@
+//! The table: everything a query needs, immutable once built. This is the "table" arrow:
+//! configuration + feed + GeoIP database in, one value out that the reload task publishes
+//! with a single atomic swap. Queries hold an `Arc<Table>` for as long as they run.
+
+mod names;
+pub mod split;
+
+pub use names::{Names, Node, PoolName, Rr, Target};
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::config::{AaaaPolicy, ZoneConfig};
+use crate::continent::{self, Continent};
+use crate::feed::{Feed, Skipped};
+use crate::geo::GeoDb;
+use crate::select::{Picks, Sampler};
+use crate::wire::rtype;
+
+/// Address family of a pool answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// A records.
+    V4 = 0,
+    /// AAAA records.
+    V6 = 1,
+}
+
+impl Family {
+    /// The family of an address.
+    pub fn of(ip: IpAddr) -> Family {
+        match ip {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+}
+
+/// A pool zone: global, a continent or a country.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ZoneId {
+    /// Every eligible server.
+    Global,
+    /// A continent zone.
+    Continent(Continent),
+    /// A country zone, by index into [`continent::countries`] order.
+    Country(u16),
+}
+
+impl ZoneId {
+    fn index(self) -> usize {
+        match self {
+            ZoneId::Global => 0,
+            ZoneId::Continent(c) => 1 + c.index(),
+            ZoneId::Country(i) => 1 + Continent::ALL.len() + usize::from(i),
+        }
+    }
+}
+
+/// Where a client is, as far as the table is concerned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Region {
+    /// Its (canonical) country zone, if known.
+    pub country: Option<u16>,
+    /// Its continent, if known.
+    pub continent: Option<Continent>,
+}
+
+/// An eligible server as the table keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    /// Feed id.
+    pub id: u64,
+    /// Address.
+    pub ip: IpAddr,
+    /// Net speed (weight), kbit/s.
+    pub netspeed: u32,
+}
+
+/// The servers of one pool zone and family, ready for picking.
+#[derive(Debug, Clone)]
+pub struct ZoneSets {
+    /// Every eligible server of the zone (unnumbered names).
+    pub all: Sampler,
+    /// The numbered subsets; empty when the zone is too small to split.
+    pub numbered: Box<[Sampler]>,
+    /// Total net speed, kbit/s.
+    pub netspeed: u64,
+}
+
+/// What a feed load left behind, kept for the status surface.
+#[derive(Debug, Clone)]
+pub struct FeedSummary {
+    /// Where the feed came from.
+    pub source: String,
+    /// Entries in the feed.
+    pub entries: usize,
+    /// Entries skipped, with reasons.
+    pub skipped: Arc<[Skipped]>,
+    /// Servers loaded (eligible or not).
+    pub loaded: usize,
+}
+
+/// The immutable query-time state.
+#[derive(Debug)]
+pub struct Table {
+    /// The zone configuration it was built from.
+    pub config: Arc<ZoneConfig>,
+    /// The zone's names.
+    pub names: Arc<Names>,
+    /// The GeoIP database.
+    pub geo: Arc<GeoDb>,
+    /// SOA serial (from the feed, else the load time).
+    pub serial: u32,
+    /// The rotation epoch the numbered split was made for.
+    pub epoch: u64,
+    /// The eligible servers; samplers hold indices into this.
+    pub members: Box<[Member]>,
+    /// Per family, per zone index.
+    zones: [Box<[ZoneSets]>; 2],
+    /// Canonical country index of each two-letter code (aliases applied), indexed by
+    /// (first letter)·26 + second letter.
+    country_index: Box<[Option<u16>]>,
+    /// Every known country code with its continent, in country index order.
+    countries: Box<[(&'static str, Continent)]>,
+    /// The SOA record.
+    pub soa: Rr,
+    /// The SOA as it goes into negative answers (TTL = min(TTL, MINIMUM), RFC 2308 §3).
+    pub soa_negative: Rr,
+    /// The apex NS RRset.
+    pub ns: Box<[Rr]>,
+    /// The feed it was built from.
+    pub feed: FeedSummary,
+    /// When it was built.
+    pub built_at: SystemTime,
+    /// How long the build took.
+    pub build_time: Duration,
+}
+
+/// The rotation epoch at `now` for a rotation period.
+pub fn epoch_at(now: SystemTime, rotation: Duration) -> u64 {
+    let secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    secs / rotation.as_secs().max(1)
+}
+
+impl Table {
+    /// Builds a table. Servers below the minimum score or with net speed 0 are left out.
+    pub fn build(
+        config: Arc<ZoneConfig>,
+        names: Arc<Names>,
+        geo: Arc<GeoDb>,
+        feed: &Feed,
+        epoch: u64,
+    ) -> Table {
+        let started = Instant::now();
+        let country_index = country_index(&config);
+        let zone_count = 1 + Continent::ALL.len() + continent::countries().count();
+        let mut members = Vec::new();
+        // Per family, per zone: member indices.
+        let mut zone_members: [Vec<Vec<u32>>; 2] =
+            [vec![Vec::new(); zone_count], vec![Vec::new(); zone_count]];
+        for server in &feed.servers {
+            if server.netspeed == 0 || server.score < config.min_score {
+                continue;
+            }
+            let Ok(id) = u32::try_from(members.len()) else {
+                break;
+            };
+            let family = Family::of(server.ip) as usize;
+            let mut zones = vec![ZoneId::Global];
+            let labels: Vec<&str> = match &server.zones {
+                Some(list) => list.iter().map(String::as_str).collect(),
+                None => vec![server.country.as_str()],
+            };
+            for label in labels {
+                if let Some(c) = Continent::from_label(label) {
+                    zones.push(ZoneId::Continent(c));
+                } else if let Some(i) = lookup_country(&country_index, label) {
+                    zones.push(ZoneId::Country(i));
+                    if server.zones.is_none() {
+                        if let Some(c) = continent::continent_of(label) {
+                            zones.push(ZoneId::Continent(c));
+                        }
+                    }
+                }
+            }
+            zones.sort_by_key(|z| z.index());
+            zones.dedup();
+            for z in zones {
+                zone_members[family][z.index()].push(id);
+            }
+            members.push(Member {
+                id: server.id,
+                ip: server.ip,
+                netspeed: server.netspeed,
+            });
+        }
+
+        let mut rng = StdRng::from_rng(&mut rand::rng());
+        let k = config.records;
+        let parts = usize::from(config.numbered);
+        let zones = [Family::V4, Family::V6].map(|family| {
+            let split_family =
+                !(family == Family::V6 && matches!(config.aaaa, AaaaPolicy::OnlyNumbered(_)));
+            zone_members[family as usize]
+                .iter()
+                .enumerate()
+                .map(|(zone, ids)| {
+                    let weights: Vec<u32> =
+                        ids.iter().map(|&i| members[i as usize].netspeed).collect();
+                    let netspeed = weights.iter().map(|&w| u64::from(w)).sum();
+                    let numbered = if split_family && ids.len() >= split::MIN_SERVERS_TO_SPLIT {
+                        let part_of = split::split(
+                            &weights,
+                            parts,
+                            split::seed(epoch, zone, family as usize),
+                        );
+                        (0..parts)
+                            .map(|p| {
+                                let (sub_ids, sub_weights): (Vec<u32>, Vec<u32>) = ids
+                                    .iter()
+                                    .zip(&weights)
+                                    .zip(&part_of)
+                                    .filter(|&(_, &q)| q == p)
+                                    .map(|((&i, &w), _)| (i, w))
+                                    .unzip();
+                                Sampler::new(sub_ids, &sub_weights, k, &mut rng)
+                            })
+                            .collect()
+                    } else {
+                        Box::default()
+                    };
+                    ZoneSets {
+                        all: Sampler::new(ids.clone(), &weights, k, &mut rng),
+                        numbered,
+                        netspeed,
+                    }
+                })
+                .collect::<Box<[_]>>()
+        });
+
+        let now = SystemTime::now();
+        let serial = feed.serial.unwrap_or_else(|| {
+            now.duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs() as u32)
+                .unwrap_or(1)
+        });
+        let soa = render_soa(&config, serial, config.soa.ttl);
+        let soa_negative = render_soa(&config, serial, config.soa.ttl.min(config.soa.minimum));
+        let ns = config
+            .ns
+            .iter()
+            .map(|n| Rr {
+                rtype: rtype::NS,
+                ttl: config.ns_ttl,
+                rdata: n.clone().into_boxed_slice(),
+            })
+            .collect();
+        Table {
+            config,
+            names,
+            geo,
+            serial,
+            epoch,
+            members: members.into_boxed_slice(),
+            zones,
+            country_index,
+            countries: continent::countries().collect(),
+            soa,
+            soa_negative,
+            ns,
+            feed: FeedSummary {
+                source: feed.source.clone(),
+                entries: feed.report.entries,
+                skipped: feed.report.skipped.clone().into(),
+                loaded: feed.servers.len(),
+            },
+            built_at: now,
+            build_time: started.elapsed(),
+        }
+    }
+
+    /// The sets of a pool zone for a family.
+    pub fn zone(&self, zone: ZoneId, family: Family) -> &ZoneSets {
+        &self.zones[family as usize][zone.index()]
+    }
+
+    /// Eligible servers of a family (the size of the global zone).
+    pub fn eligible(&self, family: Family) -> usize {
+        self.zone(ZoneId::Global, family).all.len()
+    }
+
+    /// The zone's label ("@" for global, "europe", "de").
+    pub fn zone_label(&self, zone: ZoneId) -> &'static str {
+        match zone {
+            ZoneId::Global => "@",
+            ZoneId::Continent(c) => c.label(),
+            ZoneId::Country(i) => self
+                .countries
+                .get(usize::from(i))
+                .map_or("?", |&(code, _)| code),
+        }
+    }
+
+    /// The continent of a country zone.
+    pub fn continent_of(&self, country: u16) -> Option<Continent> {
+        self.countries.get(usize::from(country)).map(|&(_, c)| c)
+    }
+
+    /// The canonical country zone of a two-letter code (aliases applied).
+    pub fn country(&self, code: &str) -> Option<u16> {
+        lookup_country(&self.country_index, code)
+    }
+
+    /// The zones a pool name tries, best first, for a client in `region`.
+    pub fn chain(&self, target: Target, region: Region) -> Chain {
+        let mut chain = Chain::default();
+        match target {
+            Target::Geo => {
+                if let Some(c) = region.country {
+                    chain.push(ZoneId::Country(c));
+                }
+                if let Some(c) = region.continent {
+                    chain.push(ZoneId::Continent(c));
+                }
+            }
+            Target::Country(c) => {
+                chain.push(ZoneId::Country(c));
+                if let Some(&(_, cont)) = self.countries.get(usize::from(c)) {
+                    chain.push(ZoneId::Continent(cont));
+                }
+            }
+            Target::Continent(c) => chain.push(ZoneId::Continent(c)),
+        }
+        chain.push(ZoneId::Global);
+        chain
+    }
+
+    /// Picks servers for a pool name: the first zone of the chain with an eligible server
+    /// of the family, then its numbered subset (or the whole zone). Returns the zone used.
+    pub fn pick<R: rand::Rng + ?Sized>(
+        &self,
+        pool: PoolName,
+        family: Family,
+        region: Region,
+        rng: &mut R,
+    ) -> Option<(ZoneId, Picks)> {
+        let chain = self.chain(pool.target, region);
+        let zone = chain
+            .zones()
+            .find(|&z| !self.zone(z, family).all.is_empty())?;
+        let sets = self.zone(zone, family);
+        let sampler = match pool.number {
+            Some(n) if !sets.numbered.is_empty() => {
+                sets.numbered.get(usize::from(n)).unwrap_or(&sets.all)
+            }
+            _ => &sets.all,
+        };
+        Some((zone, sampler.pick(rng)))
+    }
+}
+
+/// A fallback chain: at most country, continent, global.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Chain {
+    zones: [Option<ZoneId>; 3],
+    len: usize,
+}
+
+impl Chain {
+    fn push(&mut self, z: ZoneId) {
+        if self.len < self.zones.len() {
+            self.zones[self.len] = Some(z);
+            self.len += 1;
+        }
+    }
+
+    /// The zones, best first.
+    pub fn zones(&self) -> impl Iterator<Item = ZoneId> + '_ {
+        self.zones[..self.len].iter().flatten().copied()
+    }
+}
+
+fn country_index(config: &ZoneConfig) -> Box<[Option<u16>]> {
+    let mut index = vec![None; 26 * 26];
+    let codes: Vec<&str> = continent::countries().map(|(c, _)| c).collect();
+    for (i, code) in codes.iter().enumerate() {
+        let canonical = config
+            .aliases
+            .get(*code)
+            .and_then(|t| codes.iter().position(|c| c == t))
+            .unwrap_or(i);
+        if let Some(slot) = slot(code) {
+            index[slot] = u16::try_from(canonical).ok();
+        }
+    }
+    index.into_boxed_slice()
+}
+
+fn slot(code: &str) -> Option<usize> {
+    match code.as_bytes() {
+        &[a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => Some(
+            usize::from(a.to_ascii_lowercase() - b'a') * 26
+                + usize::from(b.to_ascii_lowercase() - b'a'),
+        ),
+        _ => None,
+    }
+}
+
+fn lookup_country(index: &[Option<u16>], code: &str) -> Option<u16> {
+    slot(code).and_then(|s| index.get(s).copied().flatten())
+}
+
+fn render_soa(config: &ZoneConfig, serial: u32, ttl: u32) -> Rr {
+    let soa = &config.soa;
+    let mut rdata = Vec::with_capacity(soa.mname.len() + soa.rname.len() + 20);
+    rdata.extend_from_slice(&soa.mname);
+    rdata.extend_from_slice(&soa.rname);
+    for n in [serial, soa.refresh, soa.retry, soa.expire, soa.minimum] {
+        rdata.extend_from_slice(&n.to_be_bytes());
+    }
+    Rr {
+        rtype: rtype::SOA,
+        ttl,
+        rdata: rdata.into_boxed_slice(),
+    }
+}

@@ -1,0 +1,204 @@
+//! Answer building: an [`Answer`] (or an error) written into a buffer the caller owns.
+//!
+//! Layout: header, the question copied byte for byte (so 0x20 case randomisation
+//! survives), answer records owned by the qname (pointer to offset 12), authority records
+//! owned by the origin (a pointer into the qname), then the OPT record. Room for the OPT
+//! is reserved first; an RRset that does not fit is never cut: the answer is sent with
+//! TC=1 and empty sections instead (RFC 2181 §9), and the client retries over TCP.
+
+use super::{ClientSubnet, Header, Question, Rcode};
+use crate::answer::{Answer, Records};
+use crate::table::Rr;
+
+/// What the OPT record of an answer carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdnsReply {
+    /// Our UDP payload size.
+    pub udp_payload: u16,
+    /// DO bit, echoed from the query.
+    pub dnssec_ok: bool,
+    /// The client subnet to echo, with the scope prefix to send.
+    pub ecs: Option<(ClientSubnet, u8)>,
+}
+
+struct Full;
+
+struct Writer<'b> {
+    buf: &'b mut [u8],
+    pos: usize,
+    limit: usize,
+}
+
+impl Writer<'_> {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), Full> {
+        let end = self.pos + bytes.len();
+        if end > self.limit {
+            return Err(Full);
+        }
+        self.buf[self.pos..end].copy_from_slice(bytes);
+        self.pos = end;
+        Ok(())
+    }
+
+    fn u16(&mut self, v: u16) -> Result<(), Full> {
+        self.put(&v.to_be_bytes())
+    }
+
+    fn u32(&mut self, v: u32) -> Result<(), Full> {
+        self.put(&v.to_be_bytes())
+    }
+
+    fn set_u16(&mut self, at: usize, v: u16) {
+        self.buf[at..at + 2].copy_from_slice(&v.to_be_bytes());
+    }
+
+    fn record(&mut self, owner: u16, rtype: u16, ttl: u32, rdata: &[u8]) -> Result<(), Full> {
+        self.u16(owner)?;
+        self.u16(rtype)?;
+        self.u16(super::class::IN)?;
+        self.u32(ttl)?;
+        self.u16(rdata.len() as u16)?; // rdata comes from checked config (<= 4096) or addresses
+        self.put(rdata)
+    }
+
+    fn records(&mut self, owner: u16, records: &Records<'_>) -> Result<u16, Full> {
+        match records {
+            Records::Empty => Ok(0),
+            Records::Set(set) => {
+                for Rr { rtype, ttl, rdata } in set.iter() {
+                    self.record(owner, *rtype, *ttl, rdata)?;
+                }
+                Ok(set.len() as u16)
+            }
+            Records::Pool {
+                rtype,
+                ttl,
+                picks,
+                members,
+            } => {
+                let mut n = 0;
+                for &i in picks.as_slice() {
+                    let Some(m) = members.get(i as usize) else {
+                        continue;
+                    };
+                    match m.ip {
+                        std::net::IpAddr::V4(v4) => {
+                            self.record(owner, *rtype, *ttl, &v4.octets())?
+                        }
+                        std::net::IpAddr::V6(v6) => {
+                            self.record(owner, *rtype, *ttl, &v6.octets())?
+                        }
+                    }
+                    n += 1;
+                }
+                Ok(n)
+            }
+        }
+    }
+}
+
+/// Size of the OPT record we send.
+fn opt_len(edns: Option<&EdnsReply>) -> usize {
+    match edns {
+        None => 0,
+        Some(e) => 11 + e.ecs.map_or(0, |(s, _)| 8 + s.address_len()),
+    }
+}
+
+/// Writes an answer into `buf`, never more than `limit` bytes (the client's UDP payload
+/// size, or 65535 over TCP); returns the length. `buf` must hold at least 512 bytes.
+pub fn build(
+    buf: &mut [u8],
+    limit: usize,
+    header: &Header,
+    question: Option<&Question<'_>>,
+    answer: &Answer<'_>,
+    edns: Option<&EdnsReply>,
+) -> usize {
+    let limit = limit.min(buf.len());
+    let mut w = Writer { buf, pos: 0, limit };
+    let mut flags: u16 = 0x8000 | u16::from(header.opcode & 0x0f) << 11;
+    if answer.authoritative {
+        flags |= 0x0400;
+    }
+    if header.rd {
+        flags |= 0x0100;
+    }
+    if header.cd {
+        flags |= 0x0010;
+    }
+    flags |= answer.rcode.0 & 0x000f;
+    let header_bytes = [0u8; 12];
+    if w.put(&header_bytes).is_err() {
+        return 0;
+    }
+    w.set_u16(0, header.id);
+    let mut qdcount = 0;
+    if let Some(q) = question {
+        // A question that leaves no room for the OPT is dropped from the echo (only an
+        // unanswerable 512-byte limit with a 255-byte name could do that).
+        let before = w.pos;
+        let fits = w.put(q.qname).is_ok() && w.u16(q.qtype).is_ok() && w.u16(q.qclass).is_ok();
+        if fits && w.pos + opt_len(edns) <= w.limit {
+            qdcount = 1;
+        } else {
+            w.pos = before;
+        }
+    }
+    let after_question = w.pos;
+    let full_limit = w.limit;
+    w.limit = w.limit.saturating_sub(opt_len(edns));
+    let answer_owner = 0xc000 | 12u16;
+    let authority_owner = 0xc000 | (12 + answer.origin_offset) as u16;
+    let sections = (|| {
+        let an = w.records(answer_owner, &answer.answer)?;
+        let ns = w.records(authority_owner, &answer.authority)?;
+        Ok::<_, Full>((an, ns))
+    })();
+    let (ancount, nscount) = match sections {
+        Ok(counts) => counts,
+        Err(Full) => {
+            flags |= 0x0200; // TC
+            w.pos = after_question;
+            (0, 0)
+        }
+    };
+    w.limit = full_limit;
+    let mut arcount = 0;
+    if let Some(e) = edns {
+        if write_opt(&mut w, e, answer.rcode).is_ok() {
+            arcount = 1;
+        }
+    }
+    w.set_u16(2, flags);
+    w.set_u16(4, qdcount);
+    w.set_u16(6, ancount);
+    w.set_u16(8, nscount);
+    w.set_u16(10, arcount);
+    w.pos
+}
+
+/// RFC 6891 §6.1.2–6.1.3 and RFC 7871 §7.2.
+fn write_opt(w: &mut Writer<'_>, e: &EdnsReply, rcode: Rcode) -> Result<(), Full> {
+    w.put(&[0])?; // root owner
+    w.u16(super::rtype::OPT)?;
+    w.u16(e.udp_payload)?;
+    let ext_rcode = (rcode.0 >> 4) as u8;
+    w.put(&[ext_rcode, 0])?; // extended rcode, version 0
+    w.u16(if e.dnssec_ok { 0x8000 } else { 0 })?;
+    match e.ecs {
+        None => w.u16(0),
+        Some((s, scope)) => {
+            let n = s.address_len();
+            w.u16((8 + n) as u16)?;
+            w.u16(8)?; // option code ECS
+            w.u16((4 + n) as u16)?;
+            w.u16(s.family)?;
+            w.put(&[s.source_prefix, scope])?;
+            match s.address {
+                std::net::IpAddr::V4(v4) => w.put(&v4.octets()[..n.min(4)]),
+                std::net::IpAddr::V6(v6) => w.put(&v6.octets()[..n.min(16)]),
+            }
+        }
+    }
+}
