@@ -1,0 +1,328 @@
+//! Starting a server in-process and talking DNS to it.
+
+#![allow(dead_code)] // each test module uses a different part
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
+use pooldns::reload::{Reloader, Sources};
+use pooldns::server::{self, Listeners, ServerOptions, SharedTable};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::oneshot;
+
+/// MaxMind's GeoIP2 country test database (nested record shape). Known networks:
+/// 81.2.69.142/31 GB, 89.160.20.112/28 SE, 216.160.83.56/29 US, 67.43.156.0/24 BT,
+/// 175.16.199.0/24 CN, 202.196.224.0/20 PH, 2001:218::/32 JP, 2a02:cf40::/29 NO,
+/// 2a02:e700::/29 LY; 1.1.1.1 is in no network (1.0.0.0/8 empty).
+pub const TEST_GEOIP: &str = "tests/data/geoip/GeoIP2-Country-Test.mmdb";
+
+/// A small zone configuration for tests: origin pool.test, pool defaults otherwise.
+pub const CONFIG: &str = r#"
+origin = "pool.test"
+aliases = { gb = "uk" }
+vendors = ["debian"]
+
+[soa]
+mname = "ns1.pool.test"
+rname = "hostmaster.pool.test"
+minimum = 600
+ttl = 3600
+
+[ns]
+names = ["ns1.pool.test", "ns2.example.net"]
+
+[[records]]
+name = "ns1"
+type = "A"
+value = "192.0.2.53"
+
+[[records]]
+name = "www"
+type = "CNAME"
+value = "www.example.net"
+
+[[records]]
+name = "@"
+type = "TXT"
+value = "hello"
+
+[[records]]
+name = "@"
+type = "MX"
+value = "0 ."
+
+[[records]]
+name = "_ntp._udp"
+type = "SRV"
+value = "0 0 123 pool.test"
+"#;
+
+/// One feed entry.
+#[derive(Debug, Clone)]
+pub struct S {
+    pub id: u64,
+    pub ip: &'static str,
+    pub netspeed: u32,
+    pub score: f64,
+    pub country: &'static str,
+}
+
+/// Shorthand for an eligible server.
+pub fn s(id: u64, ip: &'static str, netspeed: u32, country: &'static str) -> S {
+    S {
+        id,
+        ip,
+        netspeed,
+        score: 19.0,
+        country,
+    }
+}
+
+/// Renders a feed.
+pub fn feed_json(servers: &[S]) -> String {
+    let entries: Vec<String> = servers
+        .iter()
+        .map(|s| {
+            format!(
+                r#"{{"id": {}, "ip": "{}", "netspeed": {}, "score": {}, "country": "{}"}}"#,
+                s.id, s.ip, s.netspeed, s.score, s.country
+            )
+        })
+        .collect();
+    format!(
+        "{{\"serial\": 2026112201, \"servers\": [\n{}\n]}}\n",
+        entries.join(",\n")
+    )
+}
+
+/// A running server with its files.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub table: SharedTable,
+    pub dir: tempfile::TempDir,
+    pub feed_path: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Path of a file in the repository.
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+impl TestServer {
+    /// Starts a server on 127.0.0.1:0 with the test config and the given feed.
+    pub async fn start(feed: &str) -> TestServer {
+        Self::start_with(CONFIG, feed, ServerOptions::default()).await
+    }
+
+    /// Starts a server with a config text, feed text and options.
+    pub async fn start_with(config: &str, feed: &str, options: ServerOptions) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("zone.toml");
+        let feed_path = dir.path().join("servers.json");
+        std::fs::write(&config_path, config).expect("write config");
+        std::fs::write(&feed_path, feed).expect("write feed");
+        let reloader = Reloader::load(Sources {
+            config: config_path,
+            feed: feed_path.clone(),
+            geoip: Some(repo(TEST_GEOIP)),
+        })
+        .expect("load");
+        let listeners = Listeners::bind(&["127.0.0.1:0".parse().unwrap()]).expect("bind");
+        let addr = listeners.udp_addrs()[0];
+        let table = reloader.table();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (reload_stop, reload_stopped) = oneshot::channel::<()>();
+        let served = table.clone();
+        let server = tokio::spawn(async move {
+            server::run(listeners, served, options, async move {
+                let _ = stopped.await;
+                let _ = reload_stop.send(());
+            })
+            .await
+            .expect("serve");
+        });
+        let reload = tokio::spawn(reloader.run(async move {
+            let _ = reload_stopped.await;
+        }));
+        TestServer {
+            addr,
+            table,
+            dir,
+            feed_path,
+            stop: Some(stop),
+            tasks: vec![server, reload],
+        }
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+
+    /// Replaces the feed file the way deploy tools do (write aside, rename over).
+    pub fn replace_feed(&self, json: &str) {
+        let tmp = self.dir.path().join(".servers.json.tmp");
+        std::fs::write(&tmp, json).expect("write feed");
+        std::fs::rename(&tmp, &self.feed_path).expect("rename feed");
+    }
+
+    /// Sends raw bytes over UDP; the answer, or None after a timeout.
+    pub async fn raw_udp(&self, packet: &[u8]) -> Option<Vec<u8>> {
+        raw_udp(self.addr, packet, Duration::from_secs(2)).await
+    }
+
+    /// Sends one message over TCP and reads one answer.
+    pub async fn raw_tcp(&self, packet: &[u8]) -> Option<Vec<u8>> {
+        let mut stream = TcpStream::connect(self.addr).await.ok()?;
+        write_framed(&mut stream, packet).await.ok()?;
+        read_framed(&mut stream).await
+    }
+
+    /// Queries over UDP and parses the answer.
+    pub async fn udp(&self, query: &Message) -> Message {
+        let bytes = self
+            .raw_udp(&query.to_vec().expect("encode"))
+            .await
+            .expect("no answer over UDP");
+        Message::from_vec(&bytes).expect("answer parses")
+    }
+
+    /// Queries over TCP and parses the answer.
+    pub async fn tcp(&self, query: &Message) -> Message {
+        let bytes = self
+            .raw_tcp(&query.to_vec().expect("encode"))
+            .await
+            .expect("no answer over TCP");
+        Message::from_vec(&bytes).expect("answer parses")
+    }
+
+    /// A/AAAA addresses of a UDP answer for `name` (relative to pool.test).
+    pub async fn addresses(&self, name: &str, qtype: RecordType) -> Vec<IpAddr> {
+        addresses(&self.udp(&query(name, qtype)).await)
+    }
+}
+
+/// Sends raw bytes over UDP from a fresh socket.
+pub async fn raw_udp(addr: SocketAddr, packet: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.ok()?;
+    socket.send_to(packet, addr).await.ok()?;
+    let mut buf = vec![0u8; 65_535];
+    let n = tokio::time::timeout(wait, socket.recv(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+/// Writes one length-prefixed message.
+pub async fn write_framed(stream: &mut TcpStream, packet: &[u8]) -> std::io::Result<()> {
+    let mut framed = (packet.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(packet);
+    stream.write_all(&framed).await
+}
+
+/// Reads one length-prefixed message (None on close or after 5 s).
+pub async fn read_framed(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let read = async {
+        let mut len = [0u8; 2];
+        stream.read_exact(&mut len).await.ok()?;
+        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        stream.read_exact(&mut buf).await.ok()?;
+        Some(buf)
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .ok()?
+}
+
+/// A query for `name` under pool.test ("@" = apex; a name ending in "." is absolute).
+pub fn query(name: &str, qtype: RecordType) -> Message {
+    let fqdn = if name.ends_with('.') {
+        name.to_owned()
+    } else if name == "@" {
+        "pool.test.".to_owned()
+    } else {
+        format!("{name}.pool.test.")
+    };
+    let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = false;
+    let mut q = Query::query(Name::from_ascii(&fqdn).expect("name"), qtype);
+    q.set_query_class(DNSClass::IN);
+    m.add_query(q);
+    m
+}
+
+/// The same query with an OPT record.
+pub fn with_edns(mut m: Message, payload: u16) -> Message {
+    let mut edns = Edns::new();
+    edns.set_max_payload(payload);
+    m.set_edns(edns);
+    m
+}
+
+/// The same query with an OPT record carrying a client subnet.
+pub fn with_ecs(m: Message, addr: &str, source: u8) -> Message {
+    let mut m = with_edns(m, 1232);
+    let subnet = ClientSubnet::new(addr.parse().expect("address"), source, 0);
+    m.edns
+        .as_mut()
+        .expect("edns")
+        .options_mut()
+        .insert(EdnsOption::Subnet(subnet));
+    m
+}
+
+/// The client subnet echoed in an answer: (address, source, scope).
+pub fn echoed_ecs(m: &Message) -> Option<(IpAddr, u8, u8)> {
+    let edns = m.edns.as_ref()?;
+    match edns
+        .options()
+        .get(hickory_proto::rr::rdata::opt::EdnsCode::Subnet)?
+    {
+        EdnsOption::Subnet(s) => Some((s.addr(), s.source_prefix(), s.scope_prefix())),
+        _ => None,
+    }
+}
+
+/// The A/AAAA addresses in the answer section.
+pub fn addresses(m: &Message) -> Vec<IpAddr> {
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn rand_id() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Polls `check` every 50 ms until it holds or `limit` passes.
+pub async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    check().await
+}

@@ -1,0 +1,12 @@
+//! Integration tests: the real server, started in-process on ephemeral loopback ports,
+//! queried over UDP and TCP with a DNS client library (hickory-proto messages) or, where a
+//! library would refuse to build the packet, with raw bytes.
+
+mod cli;
+mod fairness;
+mod geo;
+mod harness;
+mod names;
+mod protocol;
+mod reload;
+mod smoke;
