@@ -77,6 +77,37 @@ pub struct Answer<'t> {
     pub ecs_scope: u8,
     /// The pool zone the servers came from, for pool answers.
     pub zone: Option<ZoneId>,
+    /// Class of the answer records (IN, or CH for identity names).
+    pub class: u16,
+    /// Extended DNS Error to attach when the query had EDNS (RFC 8914).
+    pub ede: Option<Ede>,
+}
+
+/// An Extended DNS Error (RFC 8914 §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ede {
+    /// INFO-CODE.
+    pub code: u16,
+    /// EXTRA-TEXT.
+    pub text: &'static str,
+}
+
+impl Ede {
+    /// 18: the request is not allowed (zone transfers, identity names turned off).
+    pub const PROHIBITED: Ede = Ede {
+        code: 18,
+        text: "prohibited",
+    };
+    /// 20: the name is not in a zone we serve.
+    pub const NOT_AUTHORITATIVE: Ede = Ede {
+        code: 20,
+        text: "not authoritative",
+    };
+    /// 21: the opcode is not supported.
+    pub const NOT_SUPPORTED: Ede = Ede {
+        code: 21,
+        text: "opcode not supported",
+    };
 }
 
 impl<'t> Answer<'t> {
@@ -90,6 +121,16 @@ impl<'t> Answer<'t> {
             origin_offset: 0,
             ecs_scope: 0,
             zone: None,
+            class: class::IN,
+            ede: None,
+        }
+    }
+
+    /// REFUSED with an Extended DNS Error.
+    pub fn refused(ede: Ede) -> Answer<'t> {
+        Answer {
+            ede: Some(ede),
+            ..Answer::error(Rcode::REFUSED)
         }
     }
 }
@@ -101,16 +142,22 @@ pub fn answer<'t, R: Rng + ?Sized>(
     client: &Client,
     rng: &mut R,
 ) -> Answer<'t> {
-    // RFC 5936 §2.2 / RFC 1995: pooldns is not a primary for transfers.
-    if question.qclass != class::IN || matches!(question.qtype, rtype::AXFR | rtype::IXFR) {
-        return Answer::error(Rcode::REFUSED);
+    if question.qclass == class::CH {
+        return chaos(table, question);
+    }
+    if question.qclass != class::IN {
+        return Answer::refused(Ede::NOT_AUTHORITATIVE);
     }
     let mut key_buf = [0u8; crate::name::MAX_NAME_LEN];
     let Some((key, origin_offset)) =
         relative_key(question.qname, &table.config.origin, &mut key_buf)
     else {
-        return Answer::error(Rcode::REFUSED);
+        return Answer::refused(Ede::NOT_AUTHORITATIVE);
     };
+    // RFC 5936 §2.2 / RFC 1995: pooldns is not a primary; transfers are refused.
+    if matches!(question.qtype, rtype::AXFR | rtype::IXFR) {
+        return Answer::refused(Ede::PROHIBITED);
+    }
     let mut a = Answer {
         rcode: Rcode::NOERROR,
         authoritative: true,
@@ -119,6 +166,8 @@ pub fn answer<'t, R: Rng + ?Sized>(
         origin_offset,
         ecs_scope: 0,
         zone: None,
+        class: class::IN,
+        ede: None,
     };
     let Some(node) = table.names.get(key) else {
         a.rcode = Rcode::NXDOMAIN;
@@ -198,6 +247,36 @@ fn pool_answer<'t, R: Rng + ?Sized>(
             members: &table.members,
         };
     }
+}
+
+/// Identity names in class CHAOS (the BIND convention, RFC 4892 §2): TXT at
+/// `version.bind`, `version.server`, `hostname.bind`, `id.server`. A name that is turned off
+/// is REFUSED (prohibited); any other CHAOS name is REFUSED (not ours).
+fn chaos<'t>(table: &'t Table, question: &Question<'_>) -> Answer<'t> {
+    let mut lower = [0u8; crate::name::MAX_NAME_LEN];
+    let Some(name) = lower.get_mut(..question.qname.len()) else {
+        return Answer::refused(Ede::NOT_AUTHORITATIVE);
+    };
+    for (d, s) in name.iter_mut().zip(question.qname) {
+        *d = s.to_ascii_lowercase();
+    }
+    let record = match &*name {
+        b"\x07version\x04bind\x00" | b"\x07version\x06server\x00" => &table.identity.version,
+        b"\x08hostname\x04bind\x00" | b"\x02id\x06server\x00" => &table.identity.hostname,
+        _ => return Answer::refused(Ede::NOT_AUTHORITATIVE),
+    };
+    let Some(record) = record else {
+        return Answer::refused(Ede::PROHIBITED);
+    };
+    let mut a = Answer {
+        authoritative: true,
+        class: class::CH,
+        ..Answer::error(Rcode::NOERROR)
+    };
+    if matches!(question.qtype, rtype::TXT | rtype::ANY) {
+        a.answer = Records::Set(std::slice::from_ref(record));
+    }
+    a
 }
 
 /// Where the client is, and the ECS scope that decision implies (DESIGN §4): a valid public

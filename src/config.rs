@@ -125,6 +125,22 @@ pub struct ZoneConfig {
     /// Largest UDP answer we send, whatever the client offers (RFC 6891 §6.2.5; 1232 is
     /// the DNS Flag Day 2020 value).
     pub max_udp_payload: u16,
+    /// What the server says about itself.
+    pub identity: Identity,
+    /// Secret for interoperable server cookies (RFC 9018); shared by a fleet when set in
+    /// the file, random per load otherwise.
+    pub cookie_secret: [u8; 16],
+}
+
+/// Identity answers: NSID (RFC 5001) and the CHAOS TXT names. None = turned off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// NSID payload.
+    pub nsid: Option<Vec<u8>>,
+    /// `hostname.bind` and `id.server`.
+    pub hostname: Option<String>,
+    /// `version.bind` and `version.server`.
+    pub version: Option<String>,
 }
 
 /// The TOML as written; see `zones/pool.ntp.org.toml` for a commented example.
@@ -157,6 +173,43 @@ pub mod schema {
         /// Static records.
         #[serde(default)]
         pub records: Vec<Record>,
+        /// Identity answers.
+        #[serde(default)]
+        pub identity: Identity,
+        /// DNS cookies.
+        #[serde(default)]
+        pub cookies: Cookies,
+    }
+
+    /// `[identity]`: each value is text, "auto" (the machine's hostname / our version) or
+    /// "" (off).
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Identity {
+        /// NSID payload.
+        pub nsid: String,
+        /// `hostname.bind`, `id.server`.
+        pub hostname: String,
+        /// `version.bind`, `version.server`.
+        pub version: String,
+    }
+
+    impl Default for Identity {
+        fn default() -> Self {
+            Identity {
+                nsid: "auto".into(),
+                hostname: "auto".into(),
+                version: "auto".into(),
+            }
+        }
+    }
+
+    /// `[cookies]`.
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Cookies {
+        /// 32 hex digits shared by every instance of a fleet.
+        pub secret: Option<String>,
     }
 
     /// `[soa]`.
@@ -414,6 +467,31 @@ impl Checker<'_> {
             .map(|(i, r)| self.record(i, r))
             .collect::<Result<Vec<_>, _>>()?;
 
+        let identity = Identity {
+            nsid: identity_value(&file.identity.nsid, hostname).map(String::into_bytes),
+            hostname: identity_value(&file.identity.hostname, hostname),
+            version: identity_value(&file.identity.version, || {
+                format!("pooldns {}", env!("CARGO_PKG_VERSION"))
+            }),
+        };
+        if identity.nsid.as_ref().is_some_and(|n| n.len() > 512) {
+            return Err(self.invalid("identity.nsid", "longer than 512 bytes"));
+        }
+        for (key, v) in [
+            ("identity.hostname", &identity.hostname),
+            ("identity.version", &identity.version),
+        ] {
+            if v.as_ref().is_some_and(|v| v.len() > 255) {
+                return Err(self.invalid(key, "longer than 255 bytes"));
+            }
+        }
+        let cookie_secret = match &file.cookies.secret {
+            None => rand::random(),
+            Some(hex) => parse_secret(hex).ok_or_else(|| {
+                self.invalid("cookies.secret", "must be 32 hexadecimal digits (16 bytes)")
+            })?,
+        };
+
         Ok(ZoneConfig {
             path: self.path.to_owned(),
             origin,
@@ -431,6 +509,8 @@ impl Checker<'_> {
             statics,
             geoip: file.geoip.map(PathBuf::from),
             max_udp_payload: a.max_udp_payload,
+            identity,
+            cookie_secret,
         })
     }
 
@@ -534,6 +614,35 @@ impl Checker<'_> {
     }
 }
 
+fn identity_value(value: &str, auto: impl FnOnce() -> String) -> Option<String> {
+    match value {
+        "" => None,
+        "auto" => Some(auto()),
+        text => Some(text.to_owned()),
+    }
+}
+
+/// The machine's hostname (Linux), or "pooldns" where it cannot be read.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "pooldns".to_owned())
+}
+
+fn parse_secret(hex: &str) -> Option<[u8; 16]> {
+    let hex = hex.trim();
+    if hex.len() != 32 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -615,6 +724,26 @@ value = ["a", ""]
             .unwrap_err()
             .to_string();
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn identity_and_cookie_settings() {
+        let c = parse(&format!(
+            "{MINIMAL}\n[identity]\nnsid = \"ns-a\"\nhostname = \"\"\n[cookies]\nsecret = \"000102030405060708090a0b0c0d0e0f\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.identity.nsid.as_deref(), Some(&b"ns-a"[..]));
+        assert_eq!(c.identity.hostname, None);
+        assert!(
+            c.identity
+                .version
+                .as_deref()
+                .unwrap()
+                .starts_with("pooldns ")
+        );
+        assert_eq!(c.cookie_secret[15], 15);
+        let e = parse(&format!("{MINIMAL}\n[cookies]\nsecret = \"abc\"\n")).unwrap_err();
+        assert!(e.to_string().contains("cookies.secret"), "{e}");
     }
 
     #[test]

@@ -44,7 +44,10 @@ struct ServeArgs {
     /// TCP idle timeout in seconds.
     #[arg(long, default_value_t = 10)]
     tcp_idle_timeout: u64,
-    /// Most concurrent TCP connections.
+    /// Seconds a TCP message may take to arrive once its length has.
+    #[arg(long, default_value_t = 2)]
+    tcp_read_timeout: u64,
+    /// Most concurrent TCP connections; a new one closes the most idle one.
     #[arg(long, default_value_t = 1024)]
     tcp_max_connections: usize,
 }
@@ -79,6 +82,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listeners = Listeners::bind(&args.listen)?;
     let options = ServerOptions {
         tcp_idle_timeout: std::time::Duration::from_secs(args.tcp_idle_timeout),
+        tcp_read_timeout: std::time::Duration::from_secs(args.tcp_read_timeout),
         tcp_max_connections: args.tcp_max_connections,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -25,7 +25,10 @@ pub enum Transport {
     /// UDP: answers are limited to the client's payload size.
     Udp,
     /// TCP: answers up to 65535 bytes.
-    Tcp,
+    Tcp {
+        /// The idle timeout, announced to clients that ask (RFC 7828), in 100 ms units.
+        keepalive: u16,
+    },
 }
 
 /// Why the listeners could not be set up.
@@ -90,7 +93,9 @@ impl Listeners {
 pub struct ServerOptions {
     /// How long a TCP connection may stay idle between queries (RFC 7766 §6.2.3).
     pub tcp_idle_timeout: Duration,
-    /// Most concurrent TCP connections; further ones are closed at once.
+    /// How long the rest of a message may take once its length has arrived.
+    pub tcp_read_timeout: Duration,
+    /// Most concurrent TCP connections; a new one closes the most idle one.
     pub tcp_max_connections: usize,
 }
 
@@ -98,6 +103,7 @@ impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             tcp_idle_timeout: Duration::from_secs(10),
+            tcp_read_timeout: Duration::from_secs(2),
             tcp_max_connections: 1024,
         }
     }
@@ -143,14 +149,25 @@ pub fn respond<R: Rng + ?Sized>(
     let cap = table.config.max_udp_payload;
     // RFC 6891 §6.2.5: a payload size below 512 is treated as 512.
     let limit = |edns: Option<wire::Edns>| match (transport, edns) {
-        (Transport::Tcp, _) => usize::from(u16::MAX),
+        (Transport::Tcp { .. }, _) => usize::from(u16::MAX),
         (Transport::Udp, None) => 512,
         (Transport::Udp, Some(e)) => usize::from(e.udp_payload.clamp(512, cap.max(512))),
     };
+    let config = &table.config;
+    // The OPT of every answer to an EDNS query: cookie (RFC 7873 §5.2), NSID (RFC 5001 §2.3)
+    // and keepalive (RFC 7828 §3.3.2) whenever they were asked for.
     let reply = |e: wire::Edns| EdnsReply {
         udp_payload: cap,
         dnssec_ok: e.dnssec_ok,
-        ecs: None,
+        nsid: e.nsid.then_some(config.identity.nsid.as_deref()).flatten(),
+        cookie: e
+            .cookie
+            .map(|c| c.reply(&config.cookie_secret, source, unix_now())),
+        keepalive: match transport {
+            Transport::Tcp { keepalive } if e.keepalive => Some(keepalive),
+            _ => None,
+        },
+        ..EdnsReply::default()
     };
     match wire::parse(query) {
         Err(ParseError::Drop) => None,
@@ -160,7 +177,10 @@ pub fn respond<R: Rng + ?Sized>(
             edns,
             rcode,
         }) => {
-            let opt = edns.map(reply);
+            let opt = edns.map(|e| EdnsReply {
+                ede: (rcode == wire::Rcode::NOTIMP).then_some(answer::Ede::NOT_SUPPORTED),
+                ..reply(e)
+            });
             Some(wire::build(
                 out,
                 limit(edns),
@@ -190,4 +210,11 @@ pub fn respond<R: Rng + ?Sized>(
             ))
         }
     }
+}
+
+/// Seconds since the epoch, for cookie timestamps.
+fn unix_now() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as u32)
 }

@@ -133,12 +133,35 @@ pub struct Table {
     pub soa_negative: Rr,
     /// The apex NS RRset.
     pub ns: Box<[Rr]>,
+    /// TXT records of the CHAOS identity names (None = turned off).
+    pub identity: IdentityRecords,
     /// The feed it was built from.
     pub feed: FeedSummary,
     /// When it was built.
     pub built_at: SystemTime,
     /// How long the build took.
     pub build_time: Duration,
+}
+
+/// The CHAOS TXT records, rendered.
+#[derive(Debug, Clone)]
+pub struct IdentityRecords {
+    /// `version.bind`, `version.server`.
+    pub version: Option<Rr>,
+    /// `hostname.bind`, `id.server`.
+    pub hostname: Option<Rr>,
+}
+
+fn txt(text: &str) -> Rr {
+    let bytes = &text.as_bytes()[..text.len().min(255)]; // config checks <= 255
+    let mut rdata = Vec::with_capacity(bytes.len() + 1);
+    rdata.push(bytes.len() as u8);
+    rdata.extend_from_slice(bytes);
+    Rr {
+        rtype: rtype::TXT,
+        ttl: 0,
+        rdata: rdata.into_boxed_slice(),
+    }
 }
 
 /// The rotation epoch at `now` for a rotation period.
@@ -249,6 +272,10 @@ impl Table {
                 .map(|d| d.as_secs() as u32)
                 .unwrap_or(1)
         });
+        let identity = IdentityRecords {
+            version: config.identity.version.as_deref().map(txt),
+            hostname: config.identity.hostname.as_deref().map(txt),
+        };
         let soa = render_soa(&config, serial, config.soa.ttl);
         let soa_negative = render_soa(&config, serial, config.soa.ttl.min(config.soa.minimum));
         let ns = config
@@ -273,6 +300,7 @@ impl Table {
             soa,
             soa_negative,
             ns,
+            identity,
             feed: FeedSummary {
                 source: feed.source.clone(),
                 entries: feed.report.entries,

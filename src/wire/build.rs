@@ -6,19 +6,28 @@
 //! is reserved first; an RRset that does not fit is never cut: the answer is sent with
 //! TC=1 and empty sections instead (RFC 2181 §9), and the client retries over TCP.
 
-use super::{ClientSubnet, Header, Question, Rcode};
-use crate::answer::{Answer, Records};
+use super::parse::option;
+use super::{ClientSubnet, Header, Question, Rcode, cookie};
+use crate::answer::{Answer, Ede, Records};
 use crate::table::Rr;
 
 /// What the OPT record of an answer carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EdnsReply {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EdnsReply<'a> {
     /// Our UDP payload size.
     pub udp_payload: u16,
     /// DO bit, echoed from the query.
     pub dnssec_ok: bool,
     /// The client subnet to echo, with the scope prefix to send.
     pub ecs: Option<(ClientSubnet, u8)>,
+    /// NSID payload, when asked and configured.
+    pub nsid: Option<&'a [u8]>,
+    /// Cookie option data (client + server cookie).
+    pub cookie: Option<[u8; cookie::REPLY_LEN]>,
+    /// edns-tcp-keepalive timeout in units of 100 ms (RFC 7828), over TCP when asked.
+    pub keepalive: Option<u16>,
+    /// Extended DNS Error.
+    pub ede: Option<Ede>,
 }
 
 struct Full;
@@ -52,21 +61,28 @@ impl Writer<'_> {
         self.buf[at..at + 2].copy_from_slice(&v.to_be_bytes());
     }
 
-    fn record(&mut self, owner: u16, rtype: u16, ttl: u32, rdata: &[u8]) -> Result<(), Full> {
+    fn record(
+        &mut self,
+        owner: u16,
+        rtype: u16,
+        class: u16,
+        ttl: u32,
+        rdata: &[u8],
+    ) -> Result<(), Full> {
         self.u16(owner)?;
         self.u16(rtype)?;
-        self.u16(super::class::IN)?;
+        self.u16(class)?;
         self.u32(ttl)?;
         self.u16(rdata.len() as u16)?; // rdata comes from checked config (<= 4096) or addresses
         self.put(rdata)
     }
 
-    fn records(&mut self, owner: u16, records: &Records<'_>) -> Result<u16, Full> {
+    fn records(&mut self, owner: u16, class: u16, records: &Records<'_>) -> Result<u16, Full> {
         match records {
             Records::Empty => Ok(0),
             Records::Set(set) => {
                 for Rr { rtype, ttl, rdata } in set.iter() {
-                    self.record(owner, *rtype, *ttl, rdata)?;
+                    self.record(owner, *rtype, class, *ttl, rdata)?;
                 }
                 Ok(set.len() as u16)
             }
@@ -83,10 +99,10 @@ impl Writer<'_> {
                     };
                     match m.ip {
                         std::net::IpAddr::V4(v4) => {
-                            self.record(owner, *rtype, *ttl, &v4.octets())?
+                            self.record(owner, *rtype, class, *ttl, &v4.octets())?
                         }
                         std::net::IpAddr::V6(v6) => {
-                            self.record(owner, *rtype, *ttl, &v6.octets())?
+                            self.record(owner, *rtype, class, *ttl, &v6.octets())?
                         }
                     }
                     n += 1;
@@ -98,11 +114,20 @@ impl Writer<'_> {
 }
 
 /// Size of the OPT record we send.
-fn opt_len(edns: Option<&EdnsReply>) -> usize {
+fn opt_len(edns: Option<&EdnsReply<'_>>) -> usize {
     match edns {
         None => 0,
-        Some(e) => 11 + e.ecs.map_or(0, |(s, _)| 8 + s.address_len()),
+        Some(e) => 11 + options_len(e),
     }
+}
+
+/// Size of the OPT rdata: each option is 4 bytes of code and length plus its data.
+fn options_len(e: &EdnsReply<'_>) -> usize {
+    e.ecs.map_or(0, |(s, _)| 8 + s.address_len())
+        + e.nsid.map_or(0, |n| 4 + n.len())
+        + e.cookie.map_or(0, |c| 4 + c.len())
+        + e.keepalive.map_or(0, |_| 6)
+        + e.ede.map_or(0, |d| 6 + d.text.len())
 }
 
 /// Writes an answer into `buf`, never more than `limit` bytes (the client's UDP payload
@@ -113,7 +138,7 @@ pub fn build(
     header: &Header,
     question: Option<&Question<'_>>,
     answer: &Answer<'_>,
-    edns: Option<&EdnsReply>,
+    edns: Option<&EdnsReply<'_>>,
 ) -> usize {
     let limit = limit.min(buf.len());
     let mut w = Writer { buf, pos: 0, limit };
@@ -151,8 +176,8 @@ pub fn build(
     let answer_owner = 0xc000 | 12u16;
     let authority_owner = 0xc000 | (12 + answer.origin_offset) as u16;
     let sections = (|| {
-        let an = w.records(answer_owner, &answer.answer)?;
-        let ns = w.records(authority_owner, &answer.authority)?;
+        let an = w.records(answer_owner, answer.class, &answer.answer)?;
+        let ns = w.records(authority_owner, super::class::IN, &answer.authority)?;
         Ok::<_, Full>((an, ns))
     })();
     let (ancount, nscount) = match sections {
@@ -166,7 +191,8 @@ pub fn build(
     w.limit = full_limit;
     let mut arcount = 0;
     if let Some(e) = edns {
-        if write_opt(&mut w, e, answer.rcode).is_ok() {
+        let ede = e.ede.or(answer.ede);
+        if write_opt(&mut w, &EdnsReply { ede, ..*e }, answer.rcode).is_ok() {
             arcount = 1;
         }
     }
@@ -178,27 +204,47 @@ pub fn build(
     w.pos
 }
 
-/// RFC 6891 §6.1.2–6.1.3 and RFC 7871 §7.2.
-fn write_opt(w: &mut Writer<'_>, e: &EdnsReply, rcode: Rcode) -> Result<(), Full> {
+/// RFC 6891 §6.1.2–6.1.3; options: ECS (RFC 7871 §7.2), NSID (RFC 5001), cookie
+/// (RFC 7873), edns-tcp-keepalive (RFC 7828), Extended DNS Error (RFC 8914).
+fn write_opt(w: &mut Writer<'_>, e: &EdnsReply<'_>, rcode: Rcode) -> Result<(), Full> {
     w.put(&[0])?; // root owner
     w.u16(super::rtype::OPT)?;
     w.u16(e.udp_payload)?;
     let ext_rcode = (rcode.0 >> 4) as u8;
     w.put(&[ext_rcode, 0])?; // extended rcode, version 0
-    w.u16(if e.dnssec_ok { 0x8000 } else { 0 })?;
-    match e.ecs {
-        None => w.u16(0),
-        Some((s, scope)) => {
-            let n = s.address_len();
-            w.u16((8 + n) as u16)?;
-            w.u16(8)?; // option code ECS
-            w.u16((4 + n) as u16)?;
-            w.u16(s.family)?;
-            w.put(&[s.source_prefix, scope])?;
-            match s.address {
-                std::net::IpAddr::V4(v4) => w.put(&v4.octets()[..n.min(4)]),
-                std::net::IpAddr::V6(v6) => w.put(&v6.octets()[..n.min(16)]),
-            }
+    w.u16(if e.dnssec_ok { 0x8000 } else { 0 })?; // other flags are cleared
+    w.u16(options_len(e) as u16)?; // small: bounded by the fields above
+    if let Some((s, scope)) = e.ecs {
+        let n = s.address_len();
+        w.u16(option::ECS)?;
+        w.u16((4 + n) as u16)?;
+        w.u16(s.family)?;
+        w.put(&[s.source_prefix, scope])?;
+        match s.address {
+            std::net::IpAddr::V4(v4) => w.put(&v4.octets()[..n.min(4)])?,
+            std::net::IpAddr::V6(v6) => w.put(&v6.octets()[..n.min(16)])?,
         }
     }
+    if let Some(nsid) = e.nsid {
+        w.u16(option::NSID)?;
+        w.u16(nsid.len() as u16)?; // config checks <= 512
+        w.put(nsid)?;
+    }
+    if let Some(c) = &e.cookie {
+        w.u16(option::COOKIE)?;
+        w.u16(c.len() as u16)?;
+        w.put(c)?;
+    }
+    if let Some(timeout) = e.keepalive {
+        w.u16(option::KEEPALIVE)?;
+        w.u16(2)?;
+        w.u16(timeout)?;
+    }
+    if let Some(Ede { code, text }) = e.ede {
+        w.u16(option::EDE)?;
+        w.u16((2 + text.len()) as u16)?;
+        w.u16(code)?;
+        w.put(text.as_bytes())?;
+    }
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! else in pooldns reads or writes DNS bytes.
 
 pub mod build;
+pub mod cookie;
 pub mod parse;
 
 pub use build::{EdnsReply, build};
@@ -160,6 +161,10 @@ pub struct Edns {
     pub ecs: Option<ClientSubnet>,
     /// NSID requested (RFC 5001).
     pub nsid: bool,
+    /// DNS cookie, when sent (RFC 7873).
+    pub cookie: Option<cookie::Cookie>,
+    /// edns-tcp-keepalive requested (RFC 7828).
+    pub keepalive: bool,
 }
 
 /// A parsed query.

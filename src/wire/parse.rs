@@ -3,7 +3,9 @@
 //! Checks, in order (RFC 1035 §4.1, RFC 6891, RFC 7871):
 //! 1. shorter than a header, or QR=1 → no reply at all (answering answers invites loops);
 //! 2. opcode other than QUERY → NOTIMP;
-//! 3. QDCOUNT ≠ 1, ANCOUNT ≠ 0, a malformed question (compression pointer, label > 63,
+//! 3. QDCOUNT = 0 with a cookie and nothing else wrong → a cookie-only query, answered
+//!    NOERROR with a cookie (RFC 7873 §5.4);
+//!    QDCOUNT ≠ 1, ANCOUNT ≠ 0, a malformed question (compression pointer, label > 63,
 //!    name > 255, truncated type/class), a malformed record in the other sections, more
 //!    than one OPT, an OPT not owned by the root, a malformed ECS option, or trailing
 //!    bytes → FORMERR;
@@ -13,9 +15,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::cookie::Cookie;
 use super::{ClientSubnet, Edns, Header, Question, Rcode, Request, rtype};
 
-/// Why a query gets no normal answer.
+/// Why a query gets no normal answer: parsing alone decides the reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParseError<'a> {
     /// Send nothing.
@@ -28,15 +31,18 @@ pub enum ParseError<'a> {
         question: Option<Question<'a>>,
         /// The OPT record, when it was readable.
         edns: Option<Edns>,
-        /// FORMERR, NOTIMP or BADVERS.
+        /// FORMERR, NOTIMP or BADVERS; NOERROR for a cookie-only query.
         rcode: Rcode,
     },
 }
 
 /// EDNS option codes.
-mod option {
+pub(crate) mod option {
     pub const NSID: u16 = 3;
     pub const ECS: u16 = 8;
+    pub const COOKIE: u16 = 10;
+    pub const KEEPALIVE: u16 = 11;
+    pub const EDE: u16 = 15;
 }
 
 struct Reader<'a> {
@@ -168,6 +174,21 @@ pub fn parse(bytes: &[u8]) -> Result<Request<'_>, ParseError<'_>> {
             rcode: Rcode::NOTIMP,
         });
     }
+    if qdcount == 0 && ancount == 0 {
+        // RFC 7873 §5.4: a query with no question but a cookie asks for a server cookie.
+        if let Ok(Some(edns)) = read_records(&mut r, 0, nscount, arcount) {
+            if edns.cookie.is_some() && edns.version == 0 && r.pos == bytes.len() {
+                return Err(ParseError::Reply {
+                    header,
+                    question: None,
+                    edns: Some(edns),
+                    rcode: Rcode::NOERROR,
+                });
+            }
+            return Err(formerr(None, Some(edns)));
+        }
+        return Err(formerr(None, None));
+    }
     let Some(question) = question else {
         return Err(formerr(None, None));
     };
@@ -249,9 +270,15 @@ fn read_records(r: &mut Reader<'_>, an: u16, ns: u16, ar: u16) -> Result<Option<
             dnssec_ok: ttl & 0x8000 != 0,
             ecs: None,
             nsid: false,
+            cookie: None,
+            keepalive: false,
         };
         if read_options(rdata, &mut e).is_err() {
-            return Err(OptError::BadOption(Edns { ecs: None, ..e }));
+            return Err(OptError::BadOption(Edns {
+                ecs: None,
+                cookie: None,
+                ..e
+            }));
         }
         edns = Some(e);
     }
@@ -283,6 +310,15 @@ fn read_options(rdata: &[u8], e: &mut Edns) -> Result<(), Malformed> {
                 e.ecs = Some(read_ecs(data)?);
             }
             option::NSID => e.nsid = true,
+            option::COOKIE => {
+                if e.cookie.is_some() {
+                    return Err(Malformed);
+                }
+                e.cookie = Some(Cookie::parse(data).ok_or(Malformed)?);
+            }
+            // RFC 7828 §3.2.1: a query carries the option without a timeout.
+            option::KEEPALIVE if !data.is_empty() => return Err(Malformed),
+            option::KEEPALIVE => e.keepalive = true,
             // RFC 6891 §6.1.2: unknown options are ignored.
             _ => {}
         }
@@ -468,6 +504,40 @@ mod tests {
         let mut v1 = opt(&[]);
         v1[6] = 1;
         assert_eq!(rcode_of(&query(NAME, 1, &v1, 1)), Some(Rcode::BADVERS));
+    }
+
+    fn cookie(data: &[u8]) -> Vec<u8> {
+        let mut o = vec![0, 10];
+        o.extend((data.len() as u16).to_be_bytes());
+        o.extend_from_slice(data);
+        o
+    }
+
+    #[test]
+    fn cookie_only_query_and_bad_cookies() {
+        let mut q = query(NAME, 1, &opt(&cookie(&[7; 8])), 1);
+        // Remove the question: QDCOUNT 0.
+        q[5] = 0;
+        q.drain(12..12 + NAME.len() + 4);
+        assert_eq!(rcode_of(&q), Some(Rcode::NOERROR));
+        let mut no_cookie = query(NAME, 1, &opt(&[]), 1);
+        no_cookie[5] = 0;
+        no_cookie.drain(12..12 + NAME.len() + 4);
+        assert_eq!(rcode_of(&no_cookie), Some(Rcode::FORMERR));
+        for len in [5, 9, 41] {
+            let q = query(NAME, 1, &opt(&cookie(&vec![1; len])), 1);
+            assert_eq!(rcode_of(&q), Some(Rcode::FORMERR), "{len}");
+        }
+        let ok = query(NAME, 1, &opt(&cookie(&[1; 24])), 1);
+        assert!(parse(&ok).unwrap().edns.unwrap().cookie.is_some());
+    }
+
+    #[test]
+    fn keepalive_with_a_timeout_is_malformed() {
+        let asked = query(NAME, 1, &opt(&[0, 11, 0, 0]), 1);
+        assert!(parse(&asked).unwrap().edns.unwrap().keepalive);
+        let with_timeout = query(NAME, 1, &opt(&[0, 11, 0, 2, 0, 100]), 1);
+        assert_eq!(rcode_of(&with_timeout), Some(Rcode::FORMERR));
     }
 
     #[test]
