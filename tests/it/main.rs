@@ -10,3 +10,4 @@ mod names;
 mod protocol;
 mod reload;
 mod smoke;
+mod compare;
