@@ -154,55 +154,56 @@ pub fn parse(bytes: &[u8]) -> Result<Request<'_>, ParseError<'_>> {
     };
 
     let mut r = Reader { bytes, pos: 12 };
-    let question = if qdcount == 1 {
-        read_question(&mut r).ok()
+    // Read every section first, so that error answers can echo the OPT record whenever
+    // it was readable (RFC 6891 §7: a responder includes an OPT when the request had one).
+    let mut question = None;
+    let mut questions_read = true;
+    for i in 0..qdcount {
+        let read = if i == 0 {
+            read_question(&mut r).map(|q| question = Some(q))
+        } else {
+            r.skip_name().and_then(|_| r.take(4)).map(|_| ())
+        };
+        if read.is_err() {
+            questions_read = false;
+            break;
+        }
+    }
+    let records = if questions_read {
+        read_records(&mut r, ancount, nscount, arcount)
     } else {
-        None
+        Err(OptError::Malformed)
+    };
+    let trailing = r.pos != bytes.len();
+    let (edns, records_ok) = match records {
+        Ok(edns) => (edns, !trailing),
+        Err(OptError::Malformed) => (None, false),
+        Err(OptError::BadOption(edns)) => (Some(edns), false),
     };
     if header.opcode != 0 {
-        // RFC 1035 §4.1.1: opcodes we do not implement get NOTIMP. The OPT is echoed
-        // only when the rest of the message reads cleanly.
-        let edns = question.and_then(|_| {
-            read_records(&mut r, ancount, nscount, arcount)
-                .ok()
-                .flatten()
-        });
+        // RFC 1035 §4.1.1: opcodes we do not implement get NOTIMP.
         return Err(ParseError::Reply {
             header,
-            question,
-            edns,
+            question: question.filter(|_| qdcount == 1),
+            edns: edns.filter(|_| records_ok),
             rcode: Rcode::NOTIMP,
         });
     }
-    if qdcount == 0 && ancount == 0 {
+    if qdcount == 0 && ancount == 0 && records_ok {
         // RFC 7873 §5.4: a query with no question but a cookie asks for a server cookie.
-        if let Ok(Some(edns)) = read_records(&mut r, 0, nscount, arcount) {
-            if edns.cookie.is_some() && edns.version == 0 && r.pos == bytes.len() {
-                return Err(ParseError::Reply {
-                    header,
-                    question: None,
-                    edns: Some(edns),
-                    rcode: Rcode::NOERROR,
-                });
-            }
-            return Err(formerr(None, Some(edns)));
+        if let Some(e) = edns.filter(|e| e.cookie.is_some() && e.version == 0) {
+            return Err(ParseError::Reply {
+                header,
+                question: None,
+                edns: Some(e),
+                rcode: Rcode::NOERROR,
+            });
         }
-        return Err(formerr(None, None));
     }
-    let Some(question) = question else {
-        return Err(formerr(None, None));
+    let question = match question {
+        Some(q) if qdcount == 1 && ancount == 0 && records_ok => q,
+        _ => return Err(formerr(None, edns)),
     };
-    if ancount != 0 {
-        return Err(formerr(None, None));
-    }
-    let edns = match read_records(&mut r, 0, nscount, arcount) {
-        Ok(edns) => edns,
-        Err(OptError::Malformed) => return Err(formerr(None, None)),
-        Err(OptError::BadOption(edns)) => return Err(formerr(None, Some(edns))),
-    };
-    if r.pos != bytes.len() {
-        return Err(formerr(None, edns));
-    }
     if let Some(e) = edns {
         if e.version > 0 {
             return Err(ParseError::Reply {
@@ -530,6 +531,27 @@ mod tests {
         }
         let ok = query(NAME, 1, &opt(&cookie(&[1; 24])), 1);
         assert!(parse(&ok).unwrap().edns.unwrap().cookie.is_some());
+    }
+
+    #[test]
+    fn formerr_echoes_a_readable_opt() {
+        let edns_of = |bytes: &[u8]| match parse(bytes) {
+            Err(ParseError::Reply { edns, rcode, .. }) => (rcode, edns.is_some()),
+            other => panic!("{other:?}"),
+        };
+        // Two questions, then an OPT.
+        let mut two = query(NAME, 1, &[], 0);
+        two[5] = 2;
+        two.extend_from_slice(&[0xc0, 12, 0, 28, 0, 1]);
+        two.extend_from_slice(&opt(&[]));
+        two[11] = 1;
+        assert_eq!(edns_of(&two), (Rcode::FORMERR, true));
+        // A malformed ECS still leaves the OPT readable.
+        let bad = query(NAME, 1, &opt(&ecs(1, 24, 8, &[81, 2, 69])), 1);
+        assert_eq!(edns_of(&bad), (Rcode::FORMERR, true));
+        // A broken question hides the OPT.
+        let broken = query(b"\x04pool\xc0\x0c", 1, &opt(&[]), 1);
+        assert_eq!(edns_of(&broken), (Rcode::FORMERR, false));
     }
 
     #[test]
