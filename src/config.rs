@@ -405,8 +405,8 @@ impl Checker<'_> {
         if a.rotation == 0 {
             return Err(self.invalid("answers.rotation", "must be at least 1 second"));
         }
-        if a.max_udp_payload < 512 {
-            return Err(self.invalid("answers.max_udp_payload", "must be at least 512"));
+        if !(512..=4096).contains(&a.max_udp_payload) {
+            return Err(self.invalid("answers.max_udp_payload", "must be between 512 and 4096"));
         }
         let aaaa = match a.aaaa.as_str() {
             "everywhere" => AaaaPolicy::Everywhere,

@@ -35,6 +35,8 @@
 //! `parse` = wire in, `build` = wire out (and table construction), `load` = file in,
 //! `render` = text out, `pick` = selection.
 
+#![forbid(unsafe_code)]
+
 pub mod answer;
 pub mod config;
 pub mod continent;

@@ -41,6 +41,10 @@ struct ServeArgs {
     /// Address to serve UDP and TCP on; repeatable.
     #[arg(long = "listen", default_values = ["127.0.0.1:5300", "[::1]:5300"])]
     listen: Vec<SocketAddr>,
+    /// UDP worker threads (each with its own SO_REUSEPORT socket per address); default:
+    /// one per core.
+    #[arg(long)]
+    udp_workers: Option<usize>,
     /// TCP idle timeout in seconds.
     #[arg(long, default_value_t = 10)]
     tcp_idle_timeout: u64,
@@ -79,7 +83,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         feed: args.feed,
         geoip: args.geoip,
     })?;
-    let listeners = Listeners::bind(&args.listen)?;
+    let workers = args.udp_workers.unwrap_or_else(server::default_udp_workers);
+    let listeners = Listeners::bind_with(&args.listen, workers)?;
     let options = ServerOptions {
         tcp_idle_timeout: std::time::Duration::from_secs(args.tcp_idle_timeout),
         tcp_read_timeout: std::time::Duration::from_secs(args.tcp_read_timeout),

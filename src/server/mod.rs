@@ -2,11 +2,12 @@
 //! TCP, and shutdown. Only this module touches sockets.
 
 mod tcp;
-mod udp;
+pub mod udp;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -47,45 +48,76 @@ pub struct BindError {
 /// port 0 and read the ports back.
 #[derive(Debug)]
 pub struct Listeners {
-    /// UDP sockets.
+    /// UDP sockets: `workers` per address, bound with SO_REUSEPORT so the kernel spreads
+    /// the queries over them.
     pub udp: Vec<std::net::UdpSocket>,
-    /// TCP listeners.
+    /// TCP listeners, one per address.
     pub tcp: Vec<std::net::TcpListener>,
 }
 
+/// The number of UDP workers when none is asked for: one per core.
+pub fn default_udp_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 impl Listeners {
-    /// Binds UDP and TCP on each address.
+    /// Binds UDP (one socket per core) and TCP on each address.
     pub fn bind(addrs: &[SocketAddr]) -> Result<Listeners, BindError> {
+        Self::bind_with(addrs, default_udp_workers())
+    }
+
+    /// Binds `workers` UDP sockets and one TCP listener on each address.
+    pub fn bind_with(addrs: &[SocketAddr], workers: usize) -> Result<Listeners, BindError> {
         let mut listeners = Listeners {
             udp: Vec::new(),
             tcp: Vec::new(),
         };
         for &addr in addrs {
-            let udp = std::net::UdpSocket::bind(addr).map_err(|source| BindError {
+            let udp_error = |source| BindError {
                 transport: "UDP",
                 addr,
                 source,
-            })?;
-            // With port 0, TCP takes the port UDP got, so one address serves both.
-            let tcp_addr = udp.local_addr().unwrap_or(addr);
-            let tcp = std::net::TcpListener::bind(tcp_addr).map_err(|source| BindError {
+            };
+            let first = reuseport_udp(addr).map_err(udp_error)?;
+            // With port 0 the kernel picks a port; every other socket, and TCP, take it too.
+            let bound = first.local_addr().map_err(udp_error)?;
+            listeners.udp.push(first);
+            for _ in 1..workers.max(1) {
+                listeners.udp.push(reuseport_udp(bound).map_err(udp_error)?);
+            }
+            let tcp = std::net::TcpListener::bind(bound).map_err(|source| BindError {
                 transport: "TCP",
-                addr: tcp_addr,
+                addr: bound,
                 source,
             })?;
-            listeners.udp.push(udp);
             listeners.tcp.push(tcp);
         }
         Ok(listeners)
     }
 
-    /// The UDP addresses actually bound.
+    /// The addresses bound (UDP and TCP share them).
     pub fn udp_addrs(&self) -> Vec<SocketAddr> {
-        self.udp
+        let mut addrs: Vec<SocketAddr> = self
+            .udp
             .iter()
             .filter_map(|s| s.local_addr().ok())
-            .collect()
+            .collect();
+        addrs.dedup();
+        addrs
     }
+}
+
+fn reuseport_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_port(true)?;
+    // A deep receive queue absorbs top-of-the-hour bursts; the kernel may cap it.
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 /// Settings of the serving loops.
@@ -116,23 +148,25 @@ pub async fn run(
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let udp_threads = udp::spawn(listeners.udp, &table, &stop)?;
     let mut tasks = tokio::task::JoinSet::new();
-    for socket in listeners.udp {
-        socket.set_nonblocking(true)?;
-        let socket = Arc::new(tokio::net::UdpSocket::from_std(socket)?);
-        // Two loops per socket keep both cores busy under load.
-        for _ in 0..2 {
-            tasks.spawn(udp::serve(Arc::clone(&socket), Arc::clone(&table)));
-        }
-    }
     for listener in listeners.tcp {
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
         tasks.spawn(tcp::serve(listener, Arc::clone(&table), options.clone()));
     }
     shutdown.await;
+    stop.store(true, Ordering::Relaxed);
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    // Workers see the flag within one poll interval.
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in udp_threads {
+            let _ = t.join();
+        }
+    })
+    .await;
     Ok(())
 }
 

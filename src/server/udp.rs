@@ -1,35 +1,184 @@
-//! The UDP loop: receive, answer into a reused buffer, send. One table load per packet.
+//! The UDP path (DESIGN §6): one SO_REUSEPORT socket per worker thread, each thread in a
+//! blocking loop that receives a batch with `recvmmsg`, answers every packet into a
+//! preallocated buffer and sends the batch with `sendmmsg`. No async runtime, no channel,
+//! no lock, and no heap allocation per query: every buffer and header is allocated once,
+//! when the worker starts (`tests/alloc.rs` counts).
 
+use std::io::{IoSlice, IoSliceMut};
+use std::net::{IpAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use nix::sys::socket::{
+    ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg,
+};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use tokio::net::UdpSocket;
 
 use super::{SharedTable, Transport, respond};
 
-/// Serves one socket until the task is aborted.
-pub(super) async fn serve(socket: Arc<UdpSocket>, table: SharedTable) {
-    let mut rng = SmallRng::from_rng(&mut rand::rng());
-    let mut query = vec![0u8; 65_535];
-    let mut answer = vec![0u8; 65_535];
-    loop {
-        let (len, peer) = match socket.recv_from(&mut query).await {
-            Ok(r) => r,
-            // ICMP errors from earlier sends surface here on some systems; keep serving.
-            Err(_) => continue,
-        };
-        let current = table.load();
-        if let Some(n) = respond(
-            &current,
-            &query[..len],
-            peer.ip(),
-            Transport::Udp,
-            &mut rng,
-            &mut answer,
-        ) {
-            // A send error (buffer full, peer gone) loses one answer; the client retries.
-            let _ = socket.send_to(&answer[..n], peer).await;
+/// Packets per batch.
+pub const BATCH: usize = 32;
+/// Largest query read; longer datagrams are cut and then fail to parse (FORMERR).
+const QUERY_MAX: usize = 4096;
+/// Largest answer written: the configuration caps the UDP payload at 4096.
+const ANSWER_MAX: usize = 4096;
+/// How often an idle worker looks at the stop flag.
+pub const POLL: Duration = Duration::from_millis(200);
+
+/// One worker's socket, buffers and random source.
+pub struct Worker {
+    socket: UdpSocket,
+    table: SharedTable,
+    rng: SmallRng,
+    queries: Box<[u8]>,
+    answers: Box<[u8]>,
+    received: [(usize, Option<SockaddrStorage>); BATCH],
+    to_send: [usize; BATCH],
+    peers: [Option<SockaddrStorage>; BATCH],
+    recv_headers: MultiHeaders<SockaddrStorage>,
+    send_headers: MultiHeaders<SockaddrStorage>,
+}
+
+impl Worker {
+    /// Prepares a worker for a bound socket. The socket gets a read timeout of [`POLL`] so
+    /// that [`Worker::run`] notices the stop flag.
+    pub fn new(socket: UdpSocket, table: SharedTable) -> std::io::Result<Worker> {
+        socket.set_nonblocking(false)?;
+        socket.set_read_timeout(Some(POLL))?;
+        Ok(Worker {
+            socket,
+            table,
+            rng: SmallRng::from_rng(&mut rand::rng()),
+            queries: vec![0u8; BATCH * QUERY_MAX].into_boxed_slice(),
+            answers: vec![0u8; BATCH * ANSWER_MAX].into_boxed_slice(),
+            received: [(0, None); BATCH],
+            to_send: [0; BATCH],
+            peers: [None; BATCH],
+            recv_headers: MultiHeaders::preallocate(BATCH, None),
+            send_headers: MultiHeaders::preallocate(BATCH, None),
+        })
+    }
+
+    /// Serves until `stop` is set.
+    pub fn run(mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            // Timeouts (EAGAIN) and transient errors (ICMP port unreachable surfacing as
+            // ECONNREFUSED, ENOBUFS) end one round, never the loop.
+            let _ = self.serve_batch();
         }
     }
+
+    /// Receives one batch (waiting for at least one packet, up to [`POLL`]), answers it and
+    /// sends the answers. Returns the number of answers sent.
+    pub fn serve_batch(&mut self) -> std::io::Result<usize> {
+        let fd = self.socket.as_raw_fd();
+        let count = {
+            let mut chunks = self.queries.chunks_exact_mut(QUERY_MAX);
+            let mut slices: [[IoSliceMut<'_>; 1]; BATCH] = std::array::from_fn(|_| {
+                // BATCH chunks of QUERY_MAX exist: the buffer is BATCH * QUERY_MAX long.
+                [IoSliceMut::new(chunks.next().unwrap_or_default())]
+            });
+            let results = recvmmsg(
+                fd,
+                &mut self.recv_headers,
+                slices.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            )
+            .map_err(std::io::Error::from)?;
+            let mut count = 0;
+            for (slot, message) in self.received.iter_mut().zip(results) {
+                *slot = (message.bytes.min(QUERY_MAX), message.address);
+                count += 1;
+            }
+            count
+        };
+
+        let table = self.table.load();
+        let mut answers = 0;
+        for i in 0..count {
+            let (len, peer) = self.received[i];
+            let Some(source) = peer.as_ref().and_then(ip_of) else {
+                continue;
+            };
+            let query = &self.queries[i * QUERY_MAX..i * QUERY_MAX + len];
+            let out = &mut self.answers[answers * ANSWER_MAX..(answers + 1) * ANSWER_MAX];
+            if let Some(n) = respond(&table, query, source, Transport::Udp, &mut self.rng, out) {
+                self.to_send[answers] = n;
+                self.peers[answers] = peer;
+                answers += 1;
+            }
+        }
+        drop(table);
+
+        let mut sent = 0;
+        while sent < answers {
+            let mut chunks = self
+                .answers
+                .chunks_exact(ANSWER_MAX)
+                .zip(self.to_send)
+                .skip(sent);
+            let slices: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|_| {
+                [IoSlice::new(
+                    chunks.next().map_or(&[][..], |(chunk, n)| &chunk[..n]),
+                )]
+            });
+            let results = sendmmsg(
+                fd,
+                &mut self.send_headers,
+                slices[..answers - sent].iter(),
+                &self.peers[sent..answers],
+                [] as [ControlMessage<'_>; 0],
+                MsgFlags::empty(),
+            );
+            match results {
+                Ok(r) => {
+                    let n = r.count();
+                    if n == 0 {
+                        break;
+                    }
+                    sent += n;
+                }
+                // The answer that failed is lost (the client retries); go on with the rest.
+                Err(_) => sent += 1,
+            }
+        }
+        Ok(answers)
+    }
+}
+
+fn ip_of(addr: &SockaddrStorage) -> Option<IpAddr> {
+    if let Some(v4) = addr.as_sockaddr_in() {
+        return Some(IpAddr::V4(v4.ip()));
+    }
+    addr.as_sockaddr_in6().map(|v6| {
+        let ip = v6.ip();
+        ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4)
+    })
+}
+
+/// Starts one thread per socket; they stop when `stop` is set.
+pub(super) fn spawn(
+    sockets: Vec<UdpSocket>,
+    table: &SharedTable,
+    stop: &Arc<AtomicBool>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let mut threads = Vec::with_capacity(sockets.len());
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let table = Arc::clone(table);
+        let stop = Arc::clone(stop);
+        // The worker's message headers hold raw pointers (not Send): build it on its thread.
+        threads.push(
+            std::thread::Builder::new().name(format!("udp-{i}")).spawn(
+                move || match Worker::new(socket, table) {
+                    Ok(worker) => worker.run(&stop),
+                    Err(e) => tracing::error!("UDP worker {i} cannot start: {e}"),
+                },
+            )?,
+        );
+    }
+    Ok(threads)
 }

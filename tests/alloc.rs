@@ -1,0 +1,150 @@
+//! The UDP path allocates nothing per query (DESIGN §6): a counting allocator watches the
+//! thread that runs a real UDP worker over thousands of queries of every common shape.
+
+// A global allocator cannot be written without unsafe; it only forwards to System.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::UdpSocket;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use pooldns::reload::{Reloader, Sources};
+use pooldns::server::udp::{BATCH, Worker};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn query(id: u16, name: &str, qtype: u16, opt: &[u8]) -> Vec<u8> {
+    let mut q = vec![
+        (id >> 8) as u8,
+        id as u8,
+        0,
+        0,
+        0,
+        1,
+        0,
+        0,
+        0,
+        0,
+        0,
+        u8::from(!opt.is_empty()),
+    ];
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&[0, 1]);
+    q.extend_from_slice(opt);
+    q
+}
+
+#[test]
+fn udp_worker_allocates_nothing_per_query() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let reloader = Reloader::load(Sources {
+        config: root.join("zones/pool.ntp.org.toml"),
+        feed: root.join("data/servers.json"),
+        geoip: Some(root.join("data/dbip-country.mmdb")),
+    })
+    .expect("load");
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr().unwrap();
+    let mut worker = Worker::new(server, reloader.table()).unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+
+    let plain_opt = [0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0];
+    let ecs_opt = [
+        0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 11, 0, 8, 0, 7, 0, 1, 24, 0, 81, 2, 69,
+    ];
+    let cookie_opt = [
+        0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 12, 0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8,
+    ];
+    let nsid_opt = [0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 4, 0, 3, 0, 0];
+    let shapes: Vec<Vec<u8>> = vec![
+        query(1, "0.pool.ntp.org", 1, &[]),
+        query(2, "pool.ntp.org", 1, &ecs_opt),
+        query(3, "2.pool.ntp.org", 28, &plain_opt),
+        query(4, "de.pool.ntp.org", 1, &cookie_opt),
+        query(5, "1.europe.pool.ntp.org", 1, &nsid_opt),
+        query(6, "nothing.pool.ntp.org", 1, &plain_opt),
+        query(7, "pool.ntp.org", 16, &[]),
+        query(8, "example.com", 1, &plain_opt),
+        query(9, "0.debian.pool.ntp.org", 1, &ecs_opt),
+        query(10, "version.bind", 16, &[])
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| if i == 12 + 14 { 3 } else { b })
+            .collect(),
+        vec![0xff; 40], // garbage: FORMERR or no reply
+    ];
+
+    let mut answered = 0;
+    for round in 0..200 {
+        let batch: Vec<&Vec<u8>> = (0..BATCH)
+            .map(|i| &shapes[(round + i) % shapes.len()])
+            .collect();
+        for q in &batch {
+            client.send_to(q, addr).unwrap();
+        }
+        // Let the whole batch arrive so one recvmmsg sees it.
+        std::thread::sleep(Duration::from_millis(2));
+        let counting = round >= 5; // the first rounds warm up thread-locals
+        COUNTING.with(|c| c.set(counting));
+        let mut sent = 0;
+        while sent < batch.len() - batch.iter().filter(|q| q[0] == 0xff).count() {
+            sent += worker.serve_batch().expect("serve");
+        }
+        COUNTING.with(|c| c.set(false));
+        let mut buf = [0u8; 4096];
+        for _ in 0..sent {
+            client.recv(&mut buf).expect("answer");
+        }
+        answered += sent;
+    }
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    assert!(answered >= 195 * BATCH * 9 / 11, "only {answered} answers");
+    assert_eq!(
+        allocations, 0,
+        "{allocations} heap allocations over {answered} queries"
+    );
+}
