@@ -19,9 +19,22 @@ pub struct GeoError {
     pub reason: String,
 }
 
+/// Which record shape a database uses, found by probing when it is opened, so that each
+/// lookup navigates one path instead of trying both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// `{"country": {"iso_code": ..}}` (MaxMind), `registered_country` as fallback.
+    Nested,
+    /// `{"country_code": ..}` (DB-IP, IPinfo and other open databases).
+    Flat,
+    /// Not known yet: try every path.
+    Unknown,
+}
+
 /// An open country database.
 pub struct GeoDb {
     reader: Reader<Vec<u8>>,
+    shape: Shape,
     /// Where it was loaded from.
     pub path: PathBuf,
 }
@@ -80,10 +93,12 @@ impl GeoDb {
             reason: e.to_string(),
         })?;
         // A database of another kind (ASN, say) opens fine but holds no countries.
-        let db = GeoDb {
+        let mut db = GeoDb {
             reader,
+            shape: Shape::Unknown,
             path: path.to_owned(),
         };
+        db.shape = db.probe_shape();
         let kind = db.reader.metadata().database_type.to_ascii_lowercase();
         if kind.contains("asn") || kind.contains("isp") {
             return Err(GeoError {
@@ -95,6 +110,35 @@ impl GeoDb {
             });
         }
         Ok(db)
+    }
+
+    /// Looks up well-spread addresses until one has a record, and reads which shape it has.
+    fn probe_shape(&self) -> Shape {
+        const PROBES: [&str; 8] = [
+            "8.8.8.8",
+            "1.1.1.1",
+            "81.2.69.142",
+            "89.160.20.112",
+            "216.160.83.56",
+            "193.0.6.139",
+            "2001:218::1",
+            "2a02:cf40::1",
+        ];
+        for probe in PROBES {
+            let Ok(ip) = probe.parse::<IpAddr>() else {
+                continue;
+            };
+            let Ok(result) = self.reader.lookup(ip) else {
+                continue;
+            };
+            if result.decode_path::<&str>(NESTED).ok().flatten().is_some() {
+                return Shape::Nested;
+            }
+            if result.decode_path::<&str>(FLAT).ok().flatten().is_some() {
+                return Shape::Flat;
+            }
+        }
+        Shape::Unknown
     }
 
     /// The database's type string from its metadata.
@@ -119,7 +163,12 @@ impl GeoDb {
             // all of IPv4, so the answer does not depend on any of its bits.
             _ => 0,
         };
-        let code = [NESTED, FLAT, REGISTERED]
+        let paths: &[&[PathElement<'static>]] = match self.shape {
+            Shape::Nested => &[NESTED, REGISTERED],
+            Shape::Flat => &[FLAT],
+            Shape::Unknown => &[NESTED, FLAT, REGISTERED],
+        };
+        let code = paths
             .iter()
             .find_map(|path| result.decode_path::<&str>(path).ok().flatten());
         let country = code.and_then(|c| match c.as_bytes() {
@@ -216,6 +265,24 @@ mod tests {
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    #[test]
+    fn reads_both_record_shapes() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let flat = GeoDb::open(&root.join("data/dbip-country.mmdb")).unwrap();
+        assert_eq!(flat.shape, Shape::Flat);
+        let gb = flat.locate("81.2.69.142".parse().unwrap());
+        assert_eq!((gb.country_str(), gb.prefix_len), (Some("gb"), 18));
+        let nested = GeoDb::open(&root.join("tests/data/geoip/GeoIP2-Country-Test.mmdb")).unwrap();
+        assert_eq!(nested.shape, Shape::Nested);
+        let se = nested.locate("89.160.20.112".parse().unwrap());
+        assert_eq!((se.country_str(), se.prefix_len), (Some("se"), 28));
+        // IPv4-mapped IPv6 is looked up as IPv4.
+        let mapped = flat.locate("::ffff:81.2.69.142".parse().unwrap());
+        assert_eq!(mapped.country_str(), Some("gb"));
+        let none = nested.locate("1.1.1.1".parse().unwrap());
+        assert_eq!((none.country, none.prefix_len), (None, 8));
     }
 
     #[test]

@@ -19,7 +19,8 @@
 //!   orderings and each query chooses one at random. Every ordering gives exact π_i, so
 //!   the mixture does too.
 //!
-//! Per query: one random ordering, one u, k binary searches: O(k log n), no allocation.
+//! Per query: one random ordering, one u, k look-ups through a guide table (expected O(1)
+//! each, O(log n)-free; at worst a short scan), no allocation.
 
 use rand::Rng;
 use rand::RngExt;
@@ -51,10 +52,69 @@ pub struct Sampler {
 
 #[derive(Debug, Clone)]
 struct Ordering {
-    /// Member ids in this ordering.
-    members: Box<[u32]>,
-    /// ends[j] = π of members[0..=j] summed, scaled so the last is exactly k.
-    ends: Box<[f64]>,
+    /// The members in this ordering, each with the end of its segment on [0, k): the
+    /// running sum of π, scaled so the last ends exactly at k. End and member sit side by
+    /// side so that finding a segment touches one cache line.
+    slots: Box<[Slot]>,
+    /// guide[g] = the first slot whose segment ends past g·k/n (n = number of slots): a
+    /// point jumps straight to its neighbourhood instead of binary-searching the whole
+    /// array, so a pick costs about two cache misses however large the set is.
+    guide: Box<[u32]>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    end: f64,
+    member: u32,
+}
+
+impl Ordering {
+    fn new(members: &[u32], inclusion: &[f64], order: &[usize], k: usize) -> Ordering {
+        let mut slots = Vec::with_capacity(order.len());
+        let mut sum = 0.0;
+        for &i in order {
+            sum += inclusion[i];
+            slots.push(Slot {
+                end: sum,
+                member: members[i],
+            });
+        }
+        // Rounding may leave the total a hair off k: rescale so that the last segment ends
+        // exactly at k and no point falls past the end.
+        let scale = k as f64 / sum;
+        for s in &mut slots {
+            s.end *= scale;
+        }
+        if let Some(last) = slots.last_mut() {
+            last.end = k as f64;
+        }
+        let n = slots.len();
+        let width = k as f64 / n as f64;
+        let mut guide = Vec::with_capacity(n);
+        let mut j = 0;
+        for g in 0..n {
+            let start = g as f64 * width;
+            while j + 1 < n && slots[j].end <= start {
+                j += 1;
+            }
+            guide.push(j as u32); // j < n <= u32::MAX (members are u32 ids)
+        }
+        Ordering {
+            slots: slots.into_boxed_slice(),
+            guide: guide.into_boxed_slice(),
+        }
+    }
+
+    /// The slot whose segment holds `point` (0 <= point < k).
+    fn find(&self, point: f64, k: usize) -> usize {
+        let n = self.slots.len();
+        let g = ((point * n as f64 / k as f64) as usize).min(n - 1);
+        let mut j = self.guide[g] as usize;
+        while j + 1 < n && self.slots[j].end <= point {
+            j += 1;
+        }
+        j
+    }
 }
 
 /// The result of a pick: up to [`MAX_PICK`] member ids, in random order.
@@ -123,25 +183,7 @@ impl Sampler {
                 .map(|_| {
                     let mut order: Vec<usize> = (0..members.len()).collect();
                     order.shuffle(rng);
-                    let mut ends = Vec::with_capacity(order.len());
-                    let mut sum = 0.0;
-                    for &i in &order {
-                        sum += inclusion[i];
-                        ends.push(sum);
-                    }
-                    // Rounding may leave the total a hair off k: rescale so that the
-                    // last segment ends exactly at k and no point falls past the end.
-                    let scale = k as f64 / sum;
-                    for e in &mut ends {
-                        *e *= scale;
-                    }
-                    if let Some(last) = ends.last_mut() {
-                        *last = k as f64;
-                    }
-                    Ordering {
-                        members: order.iter().map(|&i| members[i]).collect(),
-                        ends: ends.into_boxed_slice(),
-                    }
+                    Ordering::new(&members, &inclusion, &order, k)
                 })
                 .collect()
         };
@@ -184,16 +226,13 @@ impl Sampler {
         } else {
             let ordering = &self.orderings[rng.random_range(0..self.orderings.len())];
             let u: f64 = rng.random();
-            let last = ordering.members.len() - 1;
             let mut previous = usize::MAX;
             for step in 0..self.k {
-                let point = u + step as f64;
-                // First segment whose end lies past the point.
-                let j = ordering.ends.partition_point(|&end| end <= point).min(last);
+                let j = ordering.find(u + step as f64, self.k);
                 // Segments are at most 1 long, so j grows strictly; the check guards
                 // against rounding only.
                 if j != previous {
-                    picks.push(ordering.members[j]);
+                    picks.push(ordering.slots[j].member);
                     previous = j;
                 }
             }
@@ -350,6 +389,22 @@ mod tests {
             "only {} distinct answer sets",
             seen.len()
         );
+    }
+
+    #[test]
+    fn guided_find_agrees_with_binary_search() {
+        let mut rng = StdRng::seed_from_u64(5);
+        for n in [5usize, 9, 100, 1000] {
+            let weights: Vec<u32> = (0..n).map(|_| rng.random_range(1..3_000_000)).collect();
+            let s = Sampler::new((0..n as u32).collect(), &weights, 4, &mut rng);
+            for o in s.orderings.iter() {
+                for _ in 0..2000 {
+                    let p: f64 = rng.random::<f64>() * 4.0;
+                    let expected = o.slots.partition_point(|s| s.end <= p).min(n - 1);
+                    assert_eq!(o.find(p, 4), expected, "n {n} point {p}");
+                }
+            }
+        }
     }
 
     #[test]
