@@ -71,7 +71,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("pooldns: {e:#}");
+            // Our errors carry their cause in their own message; printing the chain would repeat it.
+            eprintln!("pooldns: {e}");
             ExitCode::FAILURE
         }
     }
