@@ -120,6 +120,7 @@ fn whole_query(c: &mut Criterion) {
     let mut rng = SmallRng::seed_from_u64(4);
     let mut out = vec![0u8; 65_535];
     let source: IpAddr = "127.0.0.1".parse().unwrap();
+    let counters = pooldns::metrics::Counters::default();
     for n in [1_000usize, 100_000] {
         let table = table_for(&synthetic_feed(n));
         for (label, q) in [
@@ -139,6 +140,7 @@ fn whole_query(c: &mut Criterion) {
                         source,
                         Transport::Udp,
                         &mut rng,
+                        &counters,
                         &mut out,
                     ))
                 })

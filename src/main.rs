@@ -99,12 +99,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!("serving on {addr} (UDP and TCP)");
         }
         let table = reloader.table();
+        let metrics = std::sync::Arc::new(pooldns::metrics::Metrics::default());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut reload_stop = stop_rx.clone();
         let reload = tokio::spawn(reloader.run(async move {
             let _ = reload_stop.changed().await;
         }));
-        let result = server::run(listeners, table, options, async move {
+        let result = server::run(listeners, table, metrics, options, async move {
             shutdown_signal().await;
             let _ = stop_tx.send(true);
         })

@@ -86,7 +86,7 @@ fn udp_worker_allocates_nothing_per_query() {
     .expect("load");
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = server.local_addr().unwrap();
-    let mut worker = Worker::new(server, reloader.table()).unwrap();
+    let mut worker = Worker::new(server, reloader.table(), Default::default()).unwrap();
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(2)))

@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use rand::Rng;
 
 use crate::answer::{self, Answer, Client};
+use crate::metrics::{Counters, EcsUse, Metrics};
 use crate::table::Table;
 use crate::wire::{self, EdnsReply, ParseError};
 
@@ -145,16 +146,22 @@ impl Default for ServerOptions {
 pub async fn run(
     listeners: Listeners,
     table: SharedTable,
+    metrics: Arc<Metrics>,
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
-    let udp_threads = udp::spawn(listeners.udp, &table, &stop)?;
+    let udp_threads = udp::spawn(listeners.udp, &table, &metrics, &stop)?;
     let mut tasks = tokio::task::JoinSet::new();
     for listener in listeners.tcp {
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        tasks.spawn(tcp::serve(listener, Arc::clone(&table), options.clone()));
+        tasks.spawn(tcp::serve(
+            listener,
+            Arc::clone(&table),
+            options.clone(),
+            Arc::clone(&metrics),
+        ));
     }
     shutdown.await;
     stop.store(true, Ordering::Relaxed);
@@ -178,6 +185,7 @@ pub fn respond<R: Rng + ?Sized>(
     source: IpAddr,
     transport: Transport,
     rng: &mut R,
+    counters: &Counters,
     out: &mut [u8],
 ) -> Option<usize> {
     let cap = table.config.max_udp_payload;
@@ -203,8 +211,16 @@ pub fn respond<R: Rng + ?Sized>(
         },
         ..EdnsReply::default()
     };
+    let transport_index = match transport {
+        Transport::Udp => 0,
+        Transport::Tcp { .. } => 1,
+    };
+    let truncated = |out: &[u8], n: usize| n > 2 && out[2] & 0x02 != 0;
     match wire::parse(query) {
-        Err(ParseError::Drop) => None,
+        Err(ParseError::Drop) => {
+            counters.dropped();
+            None
+        }
         Err(ParseError::Reply {
             header,
             question,
@@ -215,33 +231,56 @@ pub fn respond<R: Rng + ?Sized>(
                 ede: (rcode == wire::Rcode::NOTIMP).then_some(answer::Ede::NOT_SUPPORTED),
                 ..reply(e)
             });
-            Some(wire::build(
+            let n = wire::build(
                 out,
                 limit(edns),
                 &header,
                 question.as_ref(),
                 &Answer::error(rcode),
                 opt.as_ref(),
-            ))
+            );
+            let qtype = question.map_or(0, |q| q.qtype);
+            counters.answered(transport_index, qtype, rcode, truncated(out, n));
+            if edns.is_some_and(|e| e.ecs_malformed) {
+                counters.ecs(EcsUse::Invalid);
+            }
+            Some(n)
         }
         Ok(request) => {
-            let client = Client {
-                source,
-                ecs: request.edns.and_then(|e| e.ecs),
-            };
+            let ecs = request.edns.and_then(|e| e.ecs);
+            let client = Client { source, ecs };
             let a = answer::answer(table, &request.question, &client, rng);
             let opt = request.edns.map(|e| EdnsReply {
                 ecs: e.ecs.map(|s| (s, a.ecs_scope)),
                 ..reply(e)
             });
-            Some(wire::build(
+            let n = wire::build(
                 out,
                 limit(request.edns),
                 &request.header,
                 Some(&request.question),
                 &a,
                 opt.as_ref(),
-            ))
+            );
+            let was_truncated = truncated(out, n);
+            counters.answered(
+                transport_index,
+                request.question.qtype,
+                a.rcode,
+                was_truncated,
+            );
+            counters.ecs(match ecs {
+                None => EcsUse::Absent,
+                Some(s) if s.source_prefix > 0 && crate::geo::is_public(s.address) => EcsUse::Used,
+                Some(_) => EcsUse::Ignored,
+            });
+            if let Some(zone) = a.zone {
+                counters.zone(zone);
+            }
+            if let (false, answer::Records::Pool { picks, .. }) = (was_truncated, &a.answer) {
+                table.count_served(picks.as_slice());
+            }
+            Some(n)
         }
     }
 }

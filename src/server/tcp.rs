@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
 use super::{ServerOptions, SharedTable, Transport, respond};
+use crate::metrics::{Counters, Metrics};
 
 /// Largest query accepted. Queries are a question and an OPT record: a few hundred bytes.
 const MAX_QUERY: usize = 4096;
@@ -31,7 +32,14 @@ struct Open {
 }
 
 /// Accepts connections until the task is aborted.
-pub(super) async fn serve(listener: TcpListener, table: SharedTable, options: ServerOptions) {
+pub(super) async fn serve(
+    listener: TcpListener,
+    table: SharedTable,
+    options: ServerOptions,
+    metrics: Arc<Metrics>,
+) {
+    // TCP queries are few; one set of counters serves every connection of this listener.
+    let counters = metrics.register();
     let epoch = Instant::now();
     let open: Arc<Mutex<HashMap<u64, Open>>> = Arc::default();
     let mut next_id = 0u64;
@@ -46,6 +54,7 @@ pub(super) async fn serve(listener: TcpListener, table: SharedTable, options: Se
             }
         };
         while connections.try_join_next().is_some() {}
+        metrics.tcp_accepted.fetch_add(1, Ordering::Relaxed);
         let id = next_id;
         next_id += 1;
         let last_active = Arc::new(AtomicU64::new(millis(epoch)));
@@ -59,6 +68,7 @@ pub(super) async fn serve(listener: TcpListener, table: SharedTable, options: Se
                     .map(|(&id, _)| id);
                 if let Some(c) = idlest.and_then(|id| open.remove(&id)) {
                     c.close.notify_one();
+                    metrics.tcp_evicted.fetch_add(1, Ordering::Relaxed);
                 }
             }
             open.insert(
@@ -70,11 +80,12 @@ pub(super) async fn serve(listener: TcpListener, table: SharedTable, options: Se
             );
         }
         let table = Arc::clone(&table);
+        let counters = Arc::clone(&counters);
         let open = Arc::clone(&open);
         let options = options.clone();
         connections.spawn(async move {
             tokio::select! {
-                _ = connection(stream, peer.ip(), table, &options, &last_active, epoch) => {}
+                _ = connection(stream, peer.ip(), table, &options, &counters, &last_active, epoch) => {}
                 _ = close.notified() => {}
             }
             if let Ok(mut open) = open.lock() {
@@ -93,6 +104,7 @@ async fn connection(
     peer: IpAddr,
     table: SharedTable,
     options: &ServerOptions,
+    counters: &Counters,
     last_active: &AtomicU64,
     epoch: Instant,
 ) {
@@ -126,6 +138,7 @@ async fn connection(
             peer,
             transport,
             &mut rng,
+            counters,
             &mut answer[2..],
         ) else {
             continue;

@@ -18,6 +18,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
 use super::{SharedTable, Transport, respond};
+use crate::metrics::{Counters, Metrics};
 
 /// Packets per batch.
 pub const BATCH: usize = 32;
@@ -32,6 +33,7 @@ pub const POLL: Duration = Duration::from_millis(200);
 pub struct Worker {
     socket: UdpSocket,
     table: SharedTable,
+    counters: Arc<Counters>,
     rng: SmallRng,
     queries: Box<[u8]>,
     answers: Box<[u8]>,
@@ -45,12 +47,17 @@ pub struct Worker {
 impl Worker {
     /// Prepares a worker for a bound socket. The socket gets a read timeout of [`POLL`] so
     /// that [`Worker::run`] notices the stop flag.
-    pub fn new(socket: UdpSocket, table: SharedTable) -> std::io::Result<Worker> {
+    pub fn new(
+        socket: UdpSocket,
+        table: SharedTable,
+        counters: Arc<Counters>,
+    ) -> std::io::Result<Worker> {
         socket.set_nonblocking(false)?;
         socket.set_read_timeout(Some(POLL))?;
         Ok(Worker {
             socket,
             table,
+            counters,
             rng: SmallRng::from_rng(&mut rand::rng()),
             queries: vec![0u8; BATCH * QUERY_MAX].into_boxed_slice(),
             answers: vec![0u8; BATCH * ANSWER_MAX].into_boxed_slice(),
@@ -106,7 +113,15 @@ impl Worker {
             };
             let query = &self.queries[i * QUERY_MAX..i * QUERY_MAX + len];
             let out = &mut self.answers[answers * ANSWER_MAX..(answers + 1) * ANSWER_MAX];
-            if let Some(n) = respond(&table, query, source, Transport::Udp, &mut self.rng, out) {
+            if let Some(n) = respond(
+                &table,
+                query,
+                source,
+                Transport::Udp,
+                &mut self.rng,
+                &self.counters,
+                out,
+            ) {
                 self.to_send[answers] = n;
                 self.peers[answers] = peer;
                 answers += 1;
@@ -164,16 +179,18 @@ fn ip_of(addr: &SockaddrStorage) -> Option<IpAddr> {
 pub(super) fn spawn(
     sockets: Vec<UdpSocket>,
     table: &SharedTable,
+    metrics: &Metrics,
     stop: &Arc<AtomicBool>,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     let mut threads = Vec::with_capacity(sockets.len());
     for (i, socket) in sockets.into_iter().enumerate() {
         let table = Arc::clone(table);
         let stop = Arc::clone(stop);
+        let counters = metrics.register();
         // The worker's message headers hold raw pointers (not Send): build it on its thread.
         threads.push(
             std::thread::Builder::new().name(format!("udp-{i}")).spawn(
-                move || match Worker::new(socket, table) {
+                move || match Worker::new(socket, table, counters) {
                     Ok(worker) => worker.run(&stop),
                     Err(e) => tracing::error!("UDP worker {i} cannot start: {e}"),
                 },

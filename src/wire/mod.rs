@@ -165,6 +165,8 @@ pub struct Edns {
     pub cookie: Option<cookie::Cookie>,
     /// edns-tcp-keepalive requested (RFC 7828).
     pub keepalive: bool,
+    /// The ECS option was present but malformed (the query gets FORMERR).
+    pub ecs_malformed: bool,
 }
 
 /// A parsed query.

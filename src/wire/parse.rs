@@ -273,11 +273,13 @@ fn read_records(r: &mut Reader<'_>, an: u16, ns: u16, ar: u16) -> Result<Option<
             nsid: false,
             cookie: None,
             keepalive: false,
+            ecs_malformed: false,
         };
-        if read_options(rdata, &mut e).is_err() {
+        if let Err(bad) = read_options(rdata, &mut e) {
             return Err(OptError::BadOption(Edns {
                 ecs: None,
                 cookie: None,
+                ecs_malformed: bad == Some(option::ECS),
                 ..e
             }));
         }
@@ -294,35 +296,43 @@ fn skip_record(r: &mut Reader<'_>) -> Result<(), Malformed> {
     Ok(())
 }
 
-fn read_options(rdata: &[u8], e: &mut Edns) -> Result<(), Malformed> {
+/// Reads the options into `e`; on error, the code of the option that was malformed (None
+/// when the option list itself is cut short).
+fn read_options(rdata: &[u8], e: &mut Edns) -> Result<(), Option<u16>> {
     let mut r = Reader {
         bytes: rdata,
         pos: 0,
     };
     while r.pos < rdata.len() {
-        let code = r.u16()?;
-        let len = r.u16()?;
-        let data = r.take(usize::from(len))?;
-        match code {
-            option::ECS => {
-                if e.ecs.is_some() {
-                    return Err(Malformed);
-                }
-                e.ecs = Some(read_ecs(data)?);
+        let (Ok(code), Ok(len)) = (r.u16(), r.u16()) else {
+            return Err(None);
+        };
+        let data = r.take(usize::from(len)).map_err(|_| Some(code))?;
+        read_option(code, data, e).map_err(|_| Some(code))?;
+    }
+    Ok(())
+}
+
+fn read_option(code: u16, data: &[u8], e: &mut Edns) -> Result<(), Malformed> {
+    match code {
+        option::ECS => {
+            if e.ecs.is_some() {
+                return Err(Malformed);
             }
-            option::NSID => e.nsid = true,
-            option::COOKIE => {
-                if e.cookie.is_some() {
-                    return Err(Malformed);
-                }
-                e.cookie = Some(Cookie::parse(data).ok_or(Malformed)?);
-            }
-            // RFC 7828 §3.2.1: a query carries the option without a timeout.
-            option::KEEPALIVE if !data.is_empty() => return Err(Malformed),
-            option::KEEPALIVE => e.keepalive = true,
-            // RFC 6891 §6.1.2: unknown options are ignored.
-            _ => {}
+            e.ecs = Some(read_ecs(data)?);
         }
+        option::NSID => e.nsid = true,
+        option::COOKIE => {
+            if e.cookie.is_some() {
+                return Err(Malformed);
+            }
+            e.cookie = Some(Cookie::parse(data).ok_or(Malformed)?);
+        }
+        // RFC 7828 §3.2.1: a query carries the option without a timeout.
+        option::KEEPALIVE if !data.is_empty() => return Err(Malformed),
+        option::KEEPALIVE => e.keepalive = true,
+        // RFC 6891 §6.1.2: unknown options are ignored.
+        _ => {}
     }
     Ok(())
 }

@@ -140,8 +140,9 @@ impl TestServer {
         let (stop, stopped) = oneshot::channel::<()>();
         let (reload_stop, reload_stopped) = oneshot::channel::<()>();
         let served = table.clone();
+        let metrics = std::sync::Arc::new(pooldns::metrics::Metrics::default());
         let server = tokio::spawn(async move {
-            server::run(listeners, served, options, async move {
+            server::run(listeners, served, metrics, options, async move {
                 let _ = stopped.await;
                 let _ = reload_stop.send(());
             })

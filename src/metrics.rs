@@ -1,0 +1,195 @@
+//! Query statistics. The query path only adds to per-thread [`Counters`] (relaxed atomic
+//! adds on memory no other thread writes: no lock, no allocation, no syscall); the HTTP
+//! side sums every thread's counters when it renders them.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use crate::table::ZoneId;
+use crate::wire::{Rcode, rtype};
+
+/// Query types counted by name; everything else is "other".
+pub const QTYPES: [(u16, &str); 9] = [
+    (rtype::A, "A"),
+    (rtype::AAAA, "AAAA"),
+    (rtype::SOA, "SOA"),
+    (rtype::NS, "NS"),
+    (rtype::TXT, "TXT"),
+    (rtype::MX, "MX"),
+    (rtype::SRV, "SRV"),
+    (rtype::ANY, "ANY"),
+    (0, "other"),
+];
+
+/// Response codes counted by name; everything else is "other".
+pub const RCODES: [(Rcode, &str); 8] = [
+    (Rcode::NOERROR, "NOERROR"),
+    (Rcode::FORMERR, "FORMERR"),
+    (Rcode::SERVFAIL, "SERVFAIL"),
+    (Rcode::NXDOMAIN, "NXDOMAIN"),
+    (Rcode::NOTIMP, "NOTIMP"),
+    (Rcode::REFUSED, "REFUSED"),
+    (Rcode::BADVERS, "BADVERS"),
+    (Rcode(u16::MAX), "other"),
+];
+
+/// Transports, in counter order.
+pub const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
+
+/// Which pool zone answered a pool name, relative to what the name asked for.
+pub const GEO: [&str; 3] = ["country", "continent", "global"];
+
+/// What the query said about its client subnet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EcsUse {
+    /// No ECS option.
+    Absent = 0,
+    /// A public address that was geolocated.
+    Used = 1,
+    /// Present but private, loopback, reserved or source /0: the packet source was used.
+    Ignored = 2,
+    /// Malformed: the query got FORMERR.
+    Invalid = 3,
+}
+
+/// Labels of [`EcsUse`], in order.
+pub const ECS: [&str; 4] = ["absent", "used", "ignored", "invalid"];
+
+/// One thread's counters.
+#[derive(Debug, Default)]
+pub struct Counters {
+    queries: [[[AtomicU64; RCODES.len()]; QTYPES.len()]; TRANSPORTS.len()],
+    dropped: AtomicU64,
+    truncated: AtomicU64,
+    geo: [AtomicU64; GEO.len()],
+    ecs: [AtomicU64; ECS.len()],
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Relaxed);
+}
+
+impl Counters {
+    /// Counts an answered query.
+    pub fn answered(&self, transport: usize, qtype: u16, rcode: Rcode, truncated: bool) {
+        let t = QTYPES
+            .iter()
+            .position(|&(q, _)| q == qtype)
+            .unwrap_or(QTYPES.len() - 1);
+        let r = RCODES
+            .iter()
+            .position(|&(c, _)| c == rcode)
+            .unwrap_or(RCODES.len() - 1);
+        bump(&self.queries[transport.min(1)][t][r]);
+        if truncated {
+            bump(&self.truncated);
+        }
+    }
+
+    /// Counts a packet that got no reply.
+    pub fn dropped(&self) {
+        bump(&self.dropped);
+    }
+
+    /// Counts where a pool answer came from.
+    pub fn zone(&self, zone: ZoneId) {
+        let i = match zone {
+            ZoneId::Country(_) => 0,
+            ZoneId::Continent(_) => 1,
+            ZoneId::Global => 2,
+        };
+        bump(&self.geo[i]);
+    }
+
+    /// Counts what a query's ECS option did.
+    pub fn ecs(&self, use_: EcsUse) {
+        bump(&self.ecs[use_ as usize]);
+    }
+}
+
+/// Every thread's counters plus the process-wide ones; held by the server and the HTTP
+/// side.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    threads: Mutex<Vec<Arc<Counters>>>,
+    /// TCP connections accepted.
+    pub tcp_accepted: AtomicU64,
+    /// TCP connections closed to make room under the connection cap.
+    pub tcp_evicted: AtomicU64,
+}
+
+/// Counters summed over every thread.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// [transport][qtype][rcode].
+    pub queries: Vec<Vec<Vec<u64>>>,
+    /// Packets without a reply.
+    pub dropped: u64,
+    /// Answers with TC set.
+    pub truncated: u64,
+    /// Pool answers by the kind of zone that answered.
+    pub geo: [u64; GEO.len()],
+    /// Queries by ECS use.
+    pub ecs: [u64; ECS.len()],
+}
+
+impl Metrics {
+    /// Counters for a new thread (or connection handler); registered for summing.
+    pub fn register(&self) -> Arc<Counters> {
+        let c = Arc::new(Counters::default());
+        if let Ok(mut threads) = self.threads.lock() {
+            threads.push(Arc::clone(&c));
+        }
+        c
+    }
+
+    /// Sums every thread's counters.
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals {
+            queries: vec![vec![vec![0; RCODES.len()]; QTYPES.len()]; TRANSPORTS.len()],
+            ..Totals::default()
+        };
+        let threads = self.threads.lock().map(|g| g.clone()).unwrap_or_default();
+        for c in threads {
+            for (tr, per_type) in c.queries.iter().enumerate() {
+                for (q, per_rcode) in per_type.iter().enumerate() {
+                    for (r, n) in per_rcode.iter().enumerate() {
+                        t.queries[tr][q][r] += n.load(Relaxed);
+                    }
+                }
+            }
+            t.dropped += c.dropped.load(Relaxed);
+            t.truncated += c.truncated.load(Relaxed);
+            for (sum, n) in t.geo.iter_mut().zip(&c.geo) {
+                *sum += n.load(Relaxed);
+            }
+            for (sum, n) in t.ecs.iter_mut().zip(&c.ecs) {
+                *sum += n.load(Relaxed);
+            }
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_every_thread() {
+        let m = Metrics::default();
+        let a = m.register();
+        let b = m.register();
+        a.answered(0, rtype::A, Rcode::NOERROR, false);
+        b.answered(0, rtype::A, Rcode::NOERROR, true);
+        b.answered(1, 65280, Rcode(9), false);
+        a.zone(ZoneId::Global);
+        b.ecs(EcsUse::Used);
+        let t = m.totals();
+        assert_eq!(t.queries[0][0][0], 2);
+        assert_eq!(t.queries[1][QTYPES.len() - 1][RCODES.len() - 1], 1);
+        assert_eq!(t.truncated, 1);
+        assert_eq!(t.geo, [0, 0, 1]);
+        assert_eq!(t.ecs, [0, 1, 0, 0]);
+    }
+}
