@@ -42,6 +42,7 @@ pub mod config;
 pub mod continent;
 pub mod feed;
 pub mod geo;
+pub mod http;
 pub mod metrics;
 pub mod name;
 pub mod reload;

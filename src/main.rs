@@ -41,6 +41,9 @@ struct ServeArgs {
     /// Address to serve UDP and TCP on; repeatable.
     #[arg(long = "listen", default_values = ["127.0.0.1:5300", "[::1]:5300"])]
     listen: Vec<SocketAddr>,
+    /// HTTP address for /metrics, /healthz, /status and the status page; "none" turns it off.
+    #[arg(long, default_value = "127.0.0.1:8053")]
+    http: String,
     /// UDP worker threads (each with its own SO_REUSEPORT socket per address); default:
     /// one per core.
     #[arg(long)]
@@ -84,6 +87,20 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         feed: args.feed,
         geoip: args.geoip,
     })?;
+    let http_addr: Option<SocketAddr> =
+        match args.http.as_str() {
+            "none" => None,
+            text => Some(text.parse().map_err(|_| {
+                anyhow::anyhow!("--http {text:?} is neither ADDR:PORT nor \"none\"")
+            })?),
+        };
+    let http_listener = http_addr
+        .map(|addr| {
+            std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|e| anyhow::anyhow!("cannot listen on HTTP {addr}: {e}"))
+        })
+        .transpose()?;
     let workers = args.udp_workers.unwrap_or_else(server::default_udp_workers);
     let listeners = Listeners::bind_with(&args.listen, workers)?;
     let options = ServerOptions {
@@ -99,8 +116,29 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!("serving on {addr} (UDP and TCP)");
         }
         let table = reloader.table();
-        let metrics = std::sync::Arc::new(pooldns::metrics::Metrics::default());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let metrics = std::sync::Arc::new(pooldns::metrics::Metrics::default());
+        let http = match http_listener {
+            Some(listener) => {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                tracing::info!("HTTP on {}", listener.local_addr()?);
+                let state = pooldns::http::HttpState {
+                    table: table.clone(),
+                    metrics: metrics.clone(),
+                    reload: reloader.status(),
+                    started: std::time::Instant::now(),
+                };
+                let mut http_stop = stop_rx.clone();
+                Some(tokio::spawn(pooldns::http::serve(
+                    listener,
+                    state,
+                    async move {
+                        let _ = http_stop.changed().await;
+                    },
+                )))
+            }
+            None => None,
+        };
         let mut reload_stop = stop_rx.clone();
         let reload = tokio::spawn(reloader.run(async move {
             let _ = reload_stop.changed().await;
@@ -111,6 +149,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })
         .await;
         let _ = reload.await;
+        if let Some(http) = http {
+            let _ = http.await;
+        }
         tracing::info!("stopped");
         result
     })?;

@@ -6,7 +6,9 @@
 //! Triggers: a change of the feed file (watched), SIGHUP (reloads configuration, GeoIP
 //! database and feed), and the start of a new rotation epoch (rebuilds the numbered split).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -75,8 +77,44 @@ pub struct Reloader {
     sources: Sources,
     inputs: Inputs,
     table: SharedTable,
-    /// The last refusal and when it happened, for the status surface.
-    last_refusal: Arc<Mutex<Option<(SystemTime, String)>>>,
+    /// Load history, for the status surface.
+    status: Arc<ReloadStatus>,
+}
+
+/// What the reloader has done, shared with the HTTP side.
+#[derive(Debug, Default)]
+pub struct ReloadStatus {
+    /// Feeds loaded and published (the first one included).
+    pub loads_ok: AtomicU64,
+    /// Loads refused (feed, configuration or GeoIP errors, or too many servers dropped).
+    pub loads_refused: AtomicU64,
+    /// When the last good feed was published.
+    pub last_good: Mutex<Option<SystemTime>>,
+    /// The last refusal: when and why.
+    pub last_refusal: Mutex<Option<(SystemTime, String)>>,
+    /// Feed entries skipped since start, by reason.
+    pub skipped: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl ReloadStatus {
+    fn loaded(&self, feed: &Feed) {
+        self.loads_ok.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut last) = self.last_good.lock() {
+            *last = Some(SystemTime::now());
+        }
+        if let Ok(mut skipped) = self.skipped.lock() {
+            for s in &feed.report.skipped {
+                *skipped.entry(s.reason.kind()).or_default() += 1;
+            }
+        }
+    }
+
+    fn refused(&self, why: String) {
+        self.loads_refused.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut last) = self.last_refusal.lock() {
+            *last = Some((SystemTime::now(), why));
+        }
+    }
 }
 
 fn load_config(path: &Path) -> Result<(Arc<ZoneConfig>, Arc<Names>), ConfigError> {
@@ -115,11 +153,13 @@ impl Reloader {
             build_ms = table.build_time.as_secs_f64() * 1e3,
             "table built"
         );
+        let status = Arc::new(ReloadStatus::default());
+        status.loaded(&inputs.feed);
         Ok(Reloader {
             sources,
             inputs,
             table: Arc::new(ArcSwap::from_pointee(table)),
-            last_refusal: Arc::default(),
+            status,
         })
     }
 
@@ -130,7 +170,17 @@ impl Reloader {
 
     /// The last refusal, if any: when and why.
     pub fn last_refusal(&self) -> Option<(SystemTime, String)> {
-        self.last_refusal.lock().ok().and_then(|g| g.clone())
+        self.status.last_refusal.lock().ok().and_then(|g| g.clone())
+    }
+
+    /// The load history, shared.
+    pub fn status(&self) -> Arc<ReloadStatus> {
+        Arc::clone(&self.status)
+    }
+
+    /// Where the inputs come from.
+    pub fn sources(&self) -> &Sources {
+        &self.sources
     }
 
     /// Reloads the feed file; on success the new table is live when this returns.
@@ -202,6 +252,7 @@ impl Reloader {
             build_ms = table.build_time.as_secs_f64() * 1e3,
             "feed loaded"
         );
+        self.status.loaded(&candidate.feed);
         self.inputs = candidate;
         self.publish(table);
         Ok(())
@@ -214,9 +265,7 @@ impl Reloader {
     fn note(&self, result: Result<(), LoadError>) -> Result<(), LoadError> {
         if let Err(e) = &result {
             tracing::error!("{e}; the last good table keeps serving");
-            if let Ok(mut last) = self.last_refusal.lock() {
-                *last = Some((SystemTime::now(), e.to_string()));
-            }
+            self.status.refused(e.to_string());
         }
         result
     }
