@@ -12,7 +12,7 @@ use rand::Rng;
 use crate::config::AaaaPolicy;
 use crate::geo;
 use crate::select::Picks;
-use crate::table::{Family, Member, Node, PoolName, Region, Rr, Table, Target, ZoneId};
+use crate::table::{DebugName, Family, Member, Node, PoolName, Region, Rr, Table, Target, ZoneId};
 use crate::wire::{ClientSubnet, Question, Rcode, class, rtype};
 
 /// Who asked: the packet's source and the client subnet it carried.
@@ -26,11 +26,20 @@ pub struct Client {
 
 /// The records of one section.
 #[derive(Debug, Clone, Copy)]
+// The TXT variant is large on purpose: boxing it would allocate per query.
+#[allow(clippy::large_enum_variant)]
 pub enum Records<'t> {
     /// Nothing.
     Empty,
     /// A static RRset (owner: the qname in the answer section, the origin in authority).
     Set(&'t [Rr]),
+    /// One TXT record made for this query (debugging names).
+    Txt {
+        /// TTL.
+        ttl: u32,
+        /// The rdata.
+        data: TxtData,
+    },
     /// Servers picked from the pool, as A or AAAA records at the qname.
     Pool {
         /// A or AAAA.
@@ -50,6 +59,7 @@ impl Records<'_> {
         match self {
             Records::Empty => 0,
             Records::Set(s) => s.len(),
+            Records::Txt { .. } => 1,
             Records::Pool { picks, .. } => picks.as_slice().len(),
         }
     }
@@ -176,6 +186,30 @@ pub fn answer<'t, R: Rng + ?Sized>(
     };
     let apex = key.is_empty();
     let qtype = question.qtype;
+    if let Some(debug) = node.debug {
+        if debug == DebugName::Status
+            && !table.config.identity.status_public
+            && !client.source.is_loopback()
+        {
+            return Answer::refused(Ede::PROHIBITED);
+        }
+        if matches!(qtype, rtype::TXT | rtype::ANY) {
+            if debug == DebugName::Country {
+                // The text names the client's country: it depends on the address.
+                a.ecs_scope = locate(table, client).1;
+            }
+            a.answer = Records::Txt {
+                ttl: 1,
+                data: match debug {
+                    DebugName::Country => country_txt(table, client),
+                    DebugName::Status => status_txt(table),
+                },
+            };
+        } else {
+            a.authority = Records::Set(std::slice::from_ref(&table.soa_negative));
+        }
+        return a;
+    }
 
     if let Some(cname) = node.rrset(rtype::CNAME) {
         // RFC 1034 §4.3.2 step 3a: the CNAME answers every type at its name.
@@ -277,6 +311,123 @@ fn chaos<'t>(table: &'t Table, question: &Question<'_>) -> Answer<'t> {
         a.answer = Records::Set(std::slice::from_ref(record));
     }
     a
+}
+
+/// TXT rdata built per query in a fixed buffer: no allocation.
+#[derive(Clone, Copy)]
+pub struct TxtData {
+    buf: [u8; 512],
+    len: usize,
+}
+
+impl std::fmt::Debug for TxtData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TxtData({:?})", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+impl TxtData {
+    fn new() -> TxtData {
+        TxtData {
+            buf: [0; 512],
+            len: 0,
+        }
+    }
+
+    /// The rdata: a run of character-strings.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// Appends one character-string; text that does not fit is cut.
+    fn string(&mut self, args: std::fmt::Arguments<'_>) {
+        struct Cursor<'b> {
+            out: &'b mut [u8],
+            len: usize,
+        }
+        impl std::fmt::Write for Cursor<'_> {
+            fn write_str(&mut self, s: &str) -> std::fmt::Result {
+                let room = self.out.len() - self.len;
+                let n = s.len().min(room);
+                self.out[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+                self.len += n;
+                Ok(())
+            }
+        }
+        if self.len >= self.buf.len() {
+            return;
+        }
+        let start = self.len;
+        let end = (start + 1 + 255).min(self.buf.len());
+        let mut cursor = Cursor {
+            out: &mut self.buf[start + 1..end],
+            len: 0,
+        };
+        let _ = std::fmt::write(&mut cursor, args);
+        let written = cursor.len;
+        self.buf[start] = written as u8; // at most 255
+        self.len = start + 1 + written;
+    }
+}
+
+/// `_country`: who asked, from where, what we made of it, and which zone answers it.
+fn country_txt(table: &Table, client: &Client) -> TxtData {
+    let mut t = TxtData::new();
+    t.string(format_args!("resolver {}", client.source));
+    match client.ecs {
+        Some(e) => t.string(format_args!("ecs {}/{}", e.address, e.source_prefix)),
+        None => t.string(format_args!("ecs none")),
+    }
+    let (address, from_ecs) = match client.ecs {
+        Some(e) if e.source_prefix > 0 && geo::is_public(e.address) => (e.address, true),
+        _ => (client.source, false),
+    };
+    t.string(format_args!(
+        "address {address} ({})",
+        if from_ecs {
+            "from ecs"
+        } else {
+            "packet source"
+        }
+    ));
+    let (region, scope) = locate(table, client);
+    match region.country {
+        Some(c) => t.string(format_args!(
+            "country {}",
+            table.zone_label(ZoneId::Country(c))
+        )),
+        None => t.string(format_args!("country unknown")),
+    }
+    match region.continent {
+        Some(c) => t.string(format_args!("continent {c}")),
+        None => t.string(format_args!("continent unknown")),
+    }
+    let chain = table.chain(Target::Geo, region);
+    let zone = chain
+        .zones()
+        .find(|&z| !table.zone(z, Family::V4).all.is_empty())
+        .map_or("none", |z| table.zone_label(z));
+    t.string(format_args!("zone {zone}"));
+    t.string(format_args!("scope {scope}"));
+    t
+}
+
+/// `_status`: version, instance, uptime, serial and feed age.
+fn status_txt(table: &Table) -> TxtData {
+    let mut t = TxtData::new();
+    let now = std::time::SystemTime::now();
+    t.string(format_args!("version {}", env!("CARGO_PKG_VERSION")));
+    t.string(format_args!(
+        "instance {}",
+        table.config.identity.hostname.as_deref().unwrap_or("-")
+    ));
+    t.string(format_args!("uptime {}", crate::uptime().as_secs()));
+    t.string(format_args!("serial {}", table.serial));
+    let age = now
+        .duration_since(table.feed.loaded_at)
+        .map_or(0, |d| d.as_secs());
+    t.string(format_args!("feed-age {age}"));
+    t
 }
 
 /// Where the client is, and the ECS scope that decision implies (DESIGN §4): a valid public

@@ -141,6 +141,8 @@ pub struct Identity {
     pub hostname: Option<String>,
     /// `version.bind` and `version.server`.
     pub version: Option<String>,
+    /// Whether `_status.<origin>` answers clients other than loopback.
+    pub status_public: bool,
 }
 
 /// The TOML as written; see `zones/pool.ntp.org.toml` for a commented example.
@@ -192,6 +194,8 @@ pub mod schema {
         pub hostname: String,
         /// `version.bind`, `version.server`.
         pub version: String,
+        /// `_status.<origin>` answers everyone, not only loopback.
+        pub status_public: bool,
     }
 
     impl Default for Identity {
@@ -200,6 +204,7 @@ pub mod schema {
                 nsid: "auto".into(),
                 hostname: "auto".into(),
                 version: "auto".into(),
+                status_public: false,
             }
         }
     }
@@ -473,6 +478,7 @@ impl Checker<'_> {
             version: identity_value(&file.identity.version, || {
                 format!("pooldns {}", env!("CARGO_PKG_VERSION"))
             }),
+            status_public: file.identity.status_public,
         };
         if identity.nsid.as_ref().is_some_and(|n| n.len() > 512) {
             return Err(self.invalid("identity.nsid", "longer than 512 bytes"));

@@ -38,6 +38,13 @@
 #![forbid(unsafe_code)]
 
 pub mod answer;
+
+/// Time since the process started (first asked for at startup by `pooldns serve`).
+pub fn uptime() -> std::time::Duration {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed()
+}
+
 pub mod config;
 pub mod continent;
 pub mod feed;

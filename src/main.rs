@@ -82,6 +82,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    pooldns::uptime(); // start the uptime clock
     let reloader = Reloader::load(Sources {
         config: args.config,
         feed: args.feed,

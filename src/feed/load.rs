@@ -76,6 +76,7 @@ pub fn load_slice(source: &str, bytes: &[u8]) -> Result<Feed, FeedError> {
         serial,
         servers,
         report,
+        loaded_at: std::time::SystemTime::now(),
     })
 }
 

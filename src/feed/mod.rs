@@ -41,6 +41,8 @@ pub struct Feed {
     pub servers: Vec<Server>,
     /// Entries that were skipped, with reasons.
     pub report: LoadReport,
+    /// When it was loaded.
+    pub loaded_at: std::time::SystemTime,
 }
 
 /// What loading skipped.

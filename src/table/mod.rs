@@ -5,7 +5,7 @@
 mod names;
 pub mod split;
 
-pub use names::{Names, Node, PoolName, Rr, Target};
+pub use names::{DebugName, Names, Node, PoolName, Rr, Target};
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -104,6 +104,8 @@ pub struct FeedSummary {
     pub skipped: Arc<[Skipped]>,
     /// Servers loaded (eligible or not).
     pub loaded: usize,
+    /// When the feed was loaded.
+    pub loaded_at: SystemTime,
 }
 
 /// The immutable query-time state.
@@ -312,6 +314,7 @@ impl Table {
                 entries: feed.report.entries,
                 skipped: feed.report.skipped.clone().into(),
                 loaded: feed.servers.len(),
+                loaded_at: feed.loaded_at,
             },
             built_at: now,
             build_time: started.elapsed(),

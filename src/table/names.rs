@@ -40,11 +40,22 @@ pub struct Rr {
     pub rdata: Box<[u8]>,
 }
 
+/// Names that answer TXT about the query itself (TTL 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DebugName {
+    /// `_country`: where the asker was placed and which zone answers it.
+    Country,
+    /// `_status`: version, instance, uptime, feed serial and age.
+    Status,
+}
+
 /// One name of the zone.
 #[derive(Debug, Clone, Default)]
 pub struct Node {
     /// What its A/AAAA answers draw from, if it is a pool name.
     pub pool: Option<PoolName>,
+    /// A debugging name whose TXT answer is made per query.
+    pub debug: Option<DebugName>,
     /// Static RRsets, each a run of records of one type (sorted by type).
     pub rrsets: Vec<Box<[Rr]>>,
 }
@@ -84,6 +95,7 @@ impl Names {
                         target,
                         number: None,
                     }),
+                    debug: None,
                     rrsets: Vec::new(),
                 },
             );
@@ -97,6 +109,7 @@ impl Names {
                             target,
                             number: Some(n),
                         }),
+                        debug: None,
                         rrsets: Vec::new(),
                     },
                 );
@@ -112,6 +125,19 @@ impl Names {
         }
         for v in &config.vendors {
             add_pool(Some(v), Target::Geo);
+        }
+        for (label, debug) in [
+            ("_country", DebugName::Country),
+            ("_status", DebugName::Status),
+        ] {
+            let key = name::key_from_text(label).expect("valid label");
+            map.insert(
+                key.into_boxed_slice(),
+                Node {
+                    debug: Some(debug),
+                    ..Node::default()
+                },
+            );
         }
         // Aliases serve exactly what their target serves.
         for (alias, target) in &config.aliases {

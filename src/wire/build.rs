@@ -80,6 +80,10 @@ impl Writer<'_> {
     fn records(&mut self, owner: u16, class: u16, records: &Records<'_>) -> Result<u16, Full> {
         match records {
             Records::Empty => Ok(0),
+            Records::Txt { ttl, data } => {
+                self.record(owner, super::rtype::TXT, class, *ttl, data.as_bytes())?;
+                Ok(1)
+            }
             Records::Set(set) => {
                 for Rr { rtype, ttl, rdata } in set.iter() {
                     self.record(owner, *rtype, class, *ttl, rdata)?;
