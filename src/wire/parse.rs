@@ -206,9 +206,10 @@ pub fn parse(bytes: &[u8]) -> Result<Request<'_>, ParseError<'_>> {
     };
     if let Some(e) = edns {
         if e.version > 0 {
+            // Echo the question, as NSD and Knot do: resolvers match answers by it.
             return Err(ParseError::Reply {
                 header,
-                question: None,
+                question: Some(question),
                 edns: Some(e),
                 rcode: Rcode::BADVERS,
             });
