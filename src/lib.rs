@@ -53,6 +53,7 @@ pub mod http;
 pub mod metrics;
 pub mod name;
 pub mod reload;
+pub mod report;
 pub mod select;
 pub mod server;
 pub mod table;

@@ -24,6 +24,38 @@ struct Cli {
 enum Command {
     /// Serve the zone over UDP and TCP.
     Serve(ServeArgs),
+    /// Load configuration, feed and GeoIP database exactly as `serve` would, print a
+    /// summary, and exit non-zero on any error or skipped feed entry.
+    Check(InputArgs),
+    /// Show how a query for NAME from ADDR would be answered (offline).
+    Explain(ExplainArgs),
+}
+
+#[derive(clap::Args)]
+struct InputArgs {
+    /// Zone configuration (TOML).
+    #[arg(long, default_value = "zones/pool.ntp.org.toml")]
+    config: PathBuf,
+    /// Server feed (JSON).
+    #[arg(long, default_value = "data/servers.json")]
+    feed: PathBuf,
+    /// Country GeoIP database; default: the configuration's `geoip`.
+    #[arg(long)]
+    geoip: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ExplainArgs {
+    #[command(flatten)]
+    inputs: InputArgs,
+    /// The client's address (a resolver's, or the subnet address it sends as ECS).
+    #[arg(long)]
+    ip: std::net::IpAddr,
+    /// Query type: A or AAAA.
+    #[arg(long, default_value = "A")]
+    qtype: String,
+    /// The name asked for, e.g. 0.pool.ntp.org.
+    name: String,
 }
 
 #[derive(clap::Args)]
@@ -70,6 +102,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Check(args) => check(args),
+        Command::Explain(args) => explain(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -79,6 +113,40 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn load(args: InputArgs) -> anyhow::Result<Reloader> {
+    Ok(Reloader::load(Sources {
+        config: args.config,
+        feed: args.feed,
+        geoip: args.geoip,
+    })?)
+}
+
+fn check(args: InputArgs) -> anyhow::Result<()> {
+    let reloader = load(args)?;
+    let table = reloader.table().load_full();
+    print!("{}", pooldns::report::check_summary(&table));
+    if !table.feed.skipped.is_empty() {
+        anyhow::bail!("{} feed entries were skipped", table.feed.skipped.len());
+    }
+    println!("\nok");
+    Ok(())
+}
+
+fn explain(args: ExplainArgs) -> anyhow::Result<()> {
+    let qtype = match args.qtype.to_ascii_uppercase().as_str() {
+        "A" => pooldns::wire::rtype::A,
+        "AAAA" => pooldns::wire::rtype::AAAA,
+        other => anyhow::bail!("--qtype {other:?}: only A and AAAA are drawn from the pool"),
+    };
+    let reloader = load(args.inputs)?;
+    let table = reloader.table().load_full();
+    print!(
+        "{}",
+        pooldns::report::explain(&table, args.ip, &args.name, qtype)?
+    );
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

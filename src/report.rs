@@ -1,0 +1,271 @@
+//! Text reports for operators: the summary `pooldns check` prints and the walk-through
+//! `pooldns explain` prints. Both read a built table, exactly as `serve` would use it.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use crate::answer::{self, Client};
+use crate::config::AaaaPolicy;
+use crate::continent::{self, Continent};
+use crate::name;
+use crate::table::{Family, Table, Target, ZoneId};
+use crate::wire::rtype;
+
+/// The `check` summary: servers, zones, empty countries and skipped entries.
+pub fn check_summary(table: &Table) -> String {
+    let mut out = String::new();
+    let config = &table.config;
+    let _ = writeln!(
+        out,
+        "zone {} ({})",
+        name::render(&config.origin),
+        config.path.display()
+    );
+    let _ = writeln!(
+        out,
+        "geoip {} ({})",
+        table.geo.path.display(),
+        table.geo.database_type()
+    );
+    let _ = writeln!(
+        out,
+        "feed {}: {} entries, {} loaded, {} skipped, serial {}",
+        table.feed.source,
+        table.feed.entries,
+        table.feed.loaded,
+        table.feed.skipped.len(),
+        table.serial
+    );
+    let families = [Family::V4, Family::V6];
+    let [v4, v6] = families.map(|f| table.eligible(f));
+    let _ = writeln!(
+        out,
+        "eligible servers: {v4} IPv4, {v6} IPv6 (min score {}, netspeed > 0)",
+        config.min_score
+    );
+    let _ = writeln!(
+        out,
+        "\n{:<16} {:>8} {:>14} {:>8} {:>14}",
+        "zone", "IPv4", "IPv4 Mbit/s", "IPv6", "IPv6 Mbit/s"
+    );
+    let mut row = |zone: ZoneId| {
+        let [a, b] = families.map(|f| table.zone(zone, f));
+        if a.all.is_empty() && b.all.is_empty() && matches!(zone, ZoneId::Country(_)) {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "{:<16} {:>8} {:>14} {:>8} {:>14}",
+            table.zone_label(zone),
+            a.all.len(),
+            a.netspeed / 1000,
+            b.all.len(),
+            b.netspeed / 1000
+        );
+    };
+    row(ZoneId::Global);
+    for c in Continent::ALL {
+        row(ZoneId::Continent(c));
+    }
+    for i in 0..continent::countries().count() {
+        row(ZoneId::Country(i as u16));
+    }
+    let empty: Vec<&str> = (0..continent::countries().count() as u16)
+        .filter(|&i| {
+            let zone = ZoneId::Country(i);
+            // Aliased countries (gb → uk) are served by their target; skip them.
+            table.country(table.zone_label(zone)) == Some(i)
+                && families.iter().all(|&f| table.zone(zone, f).all.is_empty())
+        })
+        .map(|i| table.zone_label(ZoneId::Country(i)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "\ncountries with no eligible server ({}): {}",
+        empty.len(),
+        empty.join(" ")
+    );
+    if !table.feed.skipped.is_empty() {
+        let _ = writeln!(out, "\nskipped entries:");
+        for s in table.feed.skipped.iter() {
+            let _ = writeln!(out, "  {}", s.render(&table.feed.source));
+        }
+    }
+    out
+}
+
+/// Why `explain` could not explain.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    /// The name is not a name.
+    #[error("{0:?} is not a domain name: {1}")]
+    BadName(String, name::NameError),
+}
+
+/// Walks through how a query for `qname` from `ip` would be answered.
+pub fn explain(table: &Table, ip: IpAddr, qname: &str, qtype: u16) -> Result<String, ExplainError> {
+    let wire = name::from_text(qname).map_err(|e| ExplainError::BadName(qname.to_owned(), e))?;
+    let mut out = String::new();
+    let client = Client {
+        source: ip,
+        ecs: None,
+    };
+    let public = crate::geo::is_public(ip);
+    let location = table.geo.locate(ip);
+    let _ = writeln!(
+        out,
+        "query   {} {} from {ip}",
+        name::render(&wire),
+        rtype::name(qtype)
+    );
+    if public {
+        let network = mask(ip, location.prefix_len);
+        let _ = writeln!(
+            out,
+            "geoip   network {network}/{} → country {}",
+            location.prefix_len,
+            location.country_str().unwrap_or("unknown")
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "geoip   {ip} is not a public address: the client gets the global zone"
+        );
+    }
+    let (region, scope) = answer::locate(
+        table,
+        &Client {
+            source: "127.0.0.1".parse().expect("literal"),
+            ecs: Some(crate::wire::ClientSubnet {
+                family: if ip.is_ipv4() { 1 } else { 2 },
+                source_prefix: if ip.is_ipv4() { 32 } else { 128 },
+                address: ip,
+            }),
+        },
+    );
+    let _ = writeln!(
+        out,
+        "region  country {} · continent {} · ECS scope /{scope} (as the subnet of a resolver's ECS /{})",
+        region
+            .country
+            .map_or("unknown", |c| table.zone_label(ZoneId::Country(c))),
+        region
+            .continent
+            .map_or("unknown".to_owned(), |c| c.to_string()),
+        if ip.is_ipv4() { 32 } else { 128 },
+    );
+    let Some(node) = answer::node_of(table, &wire) else {
+        let _ = writeln!(
+            out,
+            "answer  NXDOMAIN or REFUSED: not a name of {}",
+            name::render(&table.config.origin)
+        );
+        return Ok(out);
+    };
+    let Some(pool) = node.pool else {
+        let _ = writeln!(out, "answer  static records only (no pool at this name)");
+        return Ok(out);
+    };
+    let family = if qtype == rtype::AAAA {
+        Family::V6
+    } else {
+        Family::V4
+    };
+    if let (Family::V6, AaaaPolicy::OnlyNumbered(n)) = (family, table.config.aaaa) {
+        if pool.number != Some(n) {
+            let _ = writeln!(out, "answer  NODATA: AAAA is only served under {n}.");
+            return Ok(out);
+        }
+    }
+    let region = if pool.target == Target::Geo {
+        region
+    } else {
+        Default::default()
+    };
+    let chain = table.chain(pool.target, region);
+    let mut chosen = None;
+    let _ = write!(out, "chain  ");
+    for zone in chain.zones() {
+        let n = table.zone(zone, family).all.len();
+        let _ = write!(out, " {} ({n} eligible)", table.zone_label(zone));
+        if chosen.is_none() && n > 0 {
+            chosen = Some(zone);
+            let _ = write!(out, " ← answers");
+            break;
+        }
+        let _ = write!(out, " →");
+    }
+    let _ = writeln!(out);
+    let Some(zone) = chosen else {
+        let _ = writeln!(
+            out,
+            "answer  NODATA: no eligible server of this family anywhere"
+        );
+        return Ok(out);
+    };
+    let sets = table.zone(zone, family);
+    let sampler = match pool.number {
+        Some(n) if !sets.numbered.is_empty() => {
+            let _ = writeln!(
+                out,
+                "subset  {n} of {} (epoch {})",
+                sets.numbered.len(),
+                table.epoch
+            );
+            &sets.numbered[usize::from(n).min(sets.numbered.len() - 1)]
+        }
+        Some(_) => {
+            let _ = writeln!(out, "subset  the zone is too small to split: every server");
+            &sets.all
+        }
+        None => &sets.all,
+    };
+    let _ = writeln!(
+        out,
+        "answer  {} of {} candidates, each with this probability of being in an answer:",
+        table.config.records.min(sampler.len()),
+        sampler.len()
+    );
+    let mut rows: Vec<(f64, usize)> = sampler
+        .inclusion()
+        .iter()
+        .zip(sampler.members())
+        .map(|(&p, &m)| (p, m as usize))
+        .collect();
+    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for (p, m) in rows {
+        let member = &table.members[m];
+        let _ = writeln!(
+            out,
+            "  {:>7.3} %  id {:<8} {:<40} {} kbit/s",
+            p * 100.0,
+            member.id,
+            member.ip,
+            member.netspeed
+        );
+    }
+    Ok(out)
+}
+
+fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let m = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix.min(32)))
+            };
+            IpAddr::V4((bits & m).into())
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let m = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix.min(128)))
+            };
+            IpAddr::V6((bits & m).into())
+        }
+    }
+}
