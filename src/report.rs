@@ -106,10 +106,6 @@ pub enum ExplainError {
 pub fn explain(table: &Table, ip: IpAddr, qname: &str, qtype: u16) -> Result<String, ExplainError> {
     let wire = name::from_text(qname).map_err(|e| ExplainError::BadName(qname.to_owned(), e))?;
     let mut out = String::new();
-    let client = Client {
-        source: ip,
-        ecs: None,
-    };
     let public = crate::geo::is_public(ip);
     let location = table.geo.locate(ip);
     let _ = writeln!(
