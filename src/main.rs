@@ -151,11 +151,26 @@ fn explain(args: ExplainArgs) -> anyhow::Result<()> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     pooldns::uptime(); // start the uptime clock
-    let reloader = Reloader::load(Sources {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve_in_runtime(args))
+}
+
+async fn serve_in_runtime(args: ServeArgs) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Catch signals before loading: a SIGHUP (log rotation) or SIGTERM that arrives while
+    // the feed loads must not kill the process with the default action.
+    let hangup = signal(SignalKind::hangup()).ok();
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+
+    let mut reloader = Reloader::load(Sources {
         config: args.config,
         feed: args.feed,
         geoip: args.geoip,
     })?;
+    reloader.start_watching();
     let http_addr: Option<SocketAddr> =
         match args.http.as_str() {
             "none" => None,
@@ -177,69 +192,57 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tcp_read_timeout: std::time::Duration::from_secs(args.tcp_read_timeout),
         tcp_max_connections: args.tcp_max_connections,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        for addr in listeners.udp_addrs() {
-            tracing::info!("serving on {addr} (UDP and TCP)");
-        }
-        let table = reloader.table();
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let metrics = std::sync::Arc::new(pooldns::metrics::Metrics::default());
-        let http = match http_listener {
-            Some(listener) => {
-                let listener = tokio::net::TcpListener::from_std(listener)?;
-                tracing::info!("HTTP on {}", listener.local_addr()?);
-                let state = pooldns::http::HttpState {
-                    table: table.clone(),
-                    metrics: metrics.clone(),
-                    reload: reloader.status(),
-                    started: std::time::Instant::now(),
-                };
-                let mut http_stop = stop_rx.clone();
-                Some(tokio::spawn(pooldns::http::serve(
-                    listener,
-                    state,
-                    async move {
-                        let _ = http_stop.changed().await;
-                    },
-                )))
-            }
-            None => None,
-        };
-        let mut reload_stop = stop_rx.clone();
-        let reload = tokio::spawn(reloader.run(async move {
-            let _ = reload_stop.changed().await;
-        }));
-        let result = server::run(listeners, table, metrics, options, async move {
-            shutdown_signal().await;
-            let _ = stop_tx.send(true);
-        })
-        .await;
-        let _ = reload.await;
-        if let Some(http) = http {
-            let _ = http.await;
-        }
-        tracing::info!("stopped");
-        result
-    })?;
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).ok();
-    let term = async {
-        match term.as_mut() {
-            Some(t) => {
-                t.recv().await;
-            }
-            None => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
+    for addr in listeners.udp_addrs() {
+        tracing::info!("serving on {addr} (UDP and TCP)");
     }
+    let table = reloader.table();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let metrics = std::sync::Arc::new(pooldns::metrics::Metrics::default());
+    let http = match http_listener {
+        Some(listener) => {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            tracing::info!("HTTP on {}", listener.local_addr()?);
+            let state = pooldns::http::HttpState {
+                table: table.clone(),
+                metrics: metrics.clone(),
+                reload: reloader.status(),
+                started: std::time::Instant::now(),
+            };
+            let mut http_stop = stop_rx.clone();
+            Some(tokio::spawn(pooldns::http::serve(
+                listener,
+                state,
+                async move {
+                    let _ = http_stop.changed().await;
+                },
+            )))
+        }
+        None => None,
+    };
+    let mut reload_stop = stop_rx.clone();
+    let reload = tokio::spawn(reloader.run(hangup, async move {
+        let _ = reload_stop.changed().await;
+    }));
+    let result = server::run(listeners, table, metrics, options, async move {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = wait(terminate.take()) => tracing::info!("SIGTERM: stopping"),
+            _ = wait(interrupt.take()) => tracing::info!("SIGINT: stopping"),
+        }
+        let _ = stop_tx.send(true);
+    })
+    .await;
+    let _ = reload.await;
+    if let Some(http) = http {
+        let _ = http.await;
+    }
+    tracing::info!("stopped");
+    Ok(result?)
 }

@@ -79,6 +79,8 @@ pub struct Reloader {
     table: SharedTable,
     /// Load history, for the status surface.
     status: Arc<ReloadStatus>,
+    /// The feed watch, once started: the watcher and the channel it signals on.
+    watching: Option<(notify::RecommendedWatcher, mpsc::Receiver<()>)>,
 }
 
 /// What the reloader has done, shared with the HTTP side.
@@ -160,6 +162,7 @@ impl Reloader {
             inputs,
             table: Arc::new(ArcSwap::from_pointee(table)),
             status,
+            watching: None,
         })
     }
 
@@ -270,20 +273,35 @@ impl Reloader {
         result
     }
 
-    /// Watches the feed file, SIGHUP and the rotation clock until `shutdown` completes.
-    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
-        let (tx, mut rx) = mpsc::channel::<()>(1);
-        let _watcher = watch(&self.sources.feed, tx)
-            .map_err(|e| {
-                tracing::warn!(
-                    "cannot watch {}: {e}; reload with SIGHUP",
-                    self.sources.feed.display()
-                )
-            })
-            .ok();
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .map_err(|e| tracing::warn!("cannot catch SIGHUP: {e}"))
-            .ok();
+    /// Starts watching the feed file, so that a change made from now on is seen. `run`
+    /// does this itself if it was not done before.
+    pub fn start_watching(&mut self) {
+        if self.watching.is_some() {
+            return;
+        }
+        let (tx, rx) = mpsc::channel::<()>(1);
+        match watch(&self.sources.feed, tx) {
+            Ok(watcher) => self.watching = Some((watcher, rx)),
+            Err(e) => tracing::warn!(
+                "cannot watch {}: {e}; reload with SIGHUP",
+                self.sources.feed.display()
+            ),
+        }
+    }
+
+    /// Watches the feed file, SIGHUP (when `hangup` is given: the caller installs the
+    /// handler early, so that a SIGHUP during startup does not kill the process) and the
+    /// rotation clock until `shutdown` completes.
+    pub async fn run(
+        mut self,
+        mut hangup: Option<tokio::signal::unix::Signal>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        self.start_watching();
+        let (_watcher, mut rx) = match self.watching.take() {
+            Some((w, rx)) => (Some(w), rx),
+            None => (None, mpsc::channel::<()>(1).1),
+        };
         tokio::pin!(shutdown);
         loop {
             let rotation = self.inputs.config.rotation;

@@ -106,6 +106,8 @@ pub struct TestServer {
     pub table: SharedTable,
     pub dir: tempfile::TempDir,
     pub feed_path: PathBuf,
+    /// Load history: loads accepted and refused, the last refusal.
+    pub reload: std::sync::Arc<pooldns::reload::ReloadStatus>,
     stop: Option<oneshot::Sender<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -128,7 +130,7 @@ impl TestServer {
         let feed_path = dir.path().join("servers.json");
         std::fs::write(&config_path, config).expect("write config");
         std::fs::write(&feed_path, feed).expect("write feed");
-        let reloader = Reloader::load(Sources {
+        let mut reloader = Reloader::load(Sources {
             config: config_path,
             feed: feed_path.clone(),
             geoip: Some(repo(TEST_GEOIP)),
@@ -137,6 +139,9 @@ impl TestServer {
         let listeners = Listeners::bind(&["127.0.0.1:0".parse().unwrap()]).expect("bind");
         let addr = listeners.udp_addrs()[0];
         let table = reloader.table();
+        let reload = reloader.status();
+        // Watch before returning, so a test may change the feed at once.
+        reloader.start_watching();
         let (stop, stopped) = oneshot::channel::<()>();
         let (reload_stop, reload_stopped) = oneshot::channel::<()>();
         let served = table.clone();
@@ -149,7 +154,7 @@ impl TestServer {
             .await
             .expect("serve");
         });
-        let reload = tokio::spawn(reloader.run(async move {
+        let reload_task = tokio::spawn(reloader.run(None, async move {
             let _ = reload_stopped.await;
         }));
         TestServer {
@@ -158,7 +163,8 @@ impl TestServer {
             dir,
             feed_path,
             stop: Some(stop),
-            tasks: vec![server, reload],
+            reload,
+            tasks: vec![server, reload_task],
         }
     }
 

@@ -3,6 +3,7 @@
 //! library would refuse to build the packet, with raw bytes.
 
 mod cli;
+mod compare;
 mod fairness;
 mod geo;
 mod harness;
@@ -10,4 +11,3 @@ mod names;
 mod protocol;
 mod reload;
 mod smoke;
-mod compare;

@@ -1,1 +1,437 @@
-//! (to be written)
+//! Hot swap of the feed (DESIGN §5) against the running server: a replaced feed file (renamed
+//! over, or rewritten in place) is picked up within 2 seconds; the SOA serial follows the
+//! feed's; a feed that is not a feed, or that would drop more than half of the eligible
+//! servers, is refused and the old servers keep being served, exactly; bad single entries
+//! are skipped and the rest is served; and under a steady stream of queries while the feed is
+//! rewritten again and again, every answer is whole and comes from one feed or the other.
+//!
+//! A refusal leaves nothing to poll for (the reloader's `last_refusal` is not reachable
+//! through the running server), so refusals are checked by querying throughout a window
+//! longer than the 2-second pick-up promise, and then by showing that a later good feed is
+//! still accepted.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{RData, RecordType};
+use tokio::net::UdpSocket;
+
+use crate::harness::*;
+
+/// How long a new feed may take to be served (DESIGN §5 as promised to operators).
+const PICK_UP: Duration = Duration::from_secs(2);
+
+/// How long a refused feed is watched for: longer than [`PICK_UP`].
+const REFUSAL_WINDOW: Duration = Duration::from_millis(2500);
+
+#[tokio::test]
+async fn feed_renamed_over_the_old_one_is_served_within_2_seconds() {
+    let server = TestServer::start(&feed_json(&old_set())).await;
+    ready(&server).await;
+    server.replace_feed(&feed_json(&new_set()));
+    assert_switches_to(&server, &addresses_of(&new_set())).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn feed_rewritten_in_place_is_served_within_2_seconds() {
+    let server = TestServer::start(&feed_json(&old_set())).await;
+    ready(&server).await;
+    std::fs::write(&server.feed_path, feed_json(&new_set())).unwrap();
+    assert_switches_to(&server, &addresses_of(&new_set())).await;
+    // And back, the same way: the watch survives a reload.
+    std::fs::write(&server.feed_path, feed_json(&old_set())).unwrap();
+    assert_switches_to(&server, &addresses_of(&old_set())).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn soa_serial_follows_the_feed_serial() {
+    let server = TestServer::start(&feed_json(&old_set())).await;
+    assert_eq!(soa_serial(&server).await, 2026112201);
+    server.replace_feed(&with_serial(&feed_json(&old_set()), 2026112317));
+    let started = Instant::now();
+    let followed = eventually(PICK_UP, async || soa_serial(&server).await == 2026112317).await;
+    assert!(followed, "serial still {}", soa_serial(&server).await);
+    assert!(started.elapsed() <= PICK_UP + Duration::from_millis(200));
+    // A serial going down is a feed's business, not ours: it is followed too.
+    server.replace_feed(&with_serial(&feed_json(&new_set()), 7));
+    assert!(eventually(PICK_UP, async || soa_serial(&server).await == 7).await);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn feed_that_is_not_json_is_refused_and_a_later_good_one_accepted() {
+    assert_refused_then_recovers(&[
+        "{\"serial\": 2026112399, \"servers\": [".to_owned(), // cut short
+        "this is not JSON".to_owned(),
+        String::new(),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn feed_of_the_wrong_shape_is_refused_and_a_later_good_one_accepted() {
+    assert_refused_then_recovers(&[
+        "[]".to_owned(),
+        "{\"serial\": 2026112399}".to_owned(),
+        "{\"serial\": 2026112399, \"servers\": 5}".to_owned(),
+        "{\"serial\": -1, \"servers\": []}".to_owned(),
+        format!(
+            "{{\"serial\": 2026112399, \"servers\": {{\"a\": {}}}}}",
+            feed_json(&new_set())
+        ),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn feed_dropping_more_than_half_of_the_eligible_servers_is_refused() {
+    let server = TestServer::start(&feed_json(&old_set())).await;
+    ready(&server).await;
+    let old = addresses_of(&old_set());
+    // 10 → 4: six of ten gone at once.
+    let four: Vec<S> = old_set().into_iter().take(4).collect();
+    server.replace_feed(&with_serial(&feed_json(&four), 2026112399));
+    assert_keeps_serving(&server, &old).await;
+    // Also when the rest is not gone but ineligible (score below 10, or net speed 0).
+    let mut demoted = old_set();
+    for (i, s) in demoted.iter_mut().enumerate().skip(4) {
+        if i % 2 == 0 {
+            s.score = 5.0;
+        } else {
+            s.netspeed = 0;
+        }
+    }
+    server.replace_feed(&with_serial(&feed_json(&demoted), 2026112399));
+    assert_keeps_serving(&server, &old).await;
+    // A complete replacement of the same size is fine.
+    server.replace_feed(&feed_json(&new_set()));
+    assert_switches_to(&server, &addresses_of(&new_set())).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn feed_dropping_fewer_than_half_of_the_eligible_servers_is_accepted() {
+    let server = TestServer::start(&feed_json(&old_set())).await;
+    ready(&server).await;
+    // 10 → 6.
+    let six: Vec<S> = old_set().into_iter().take(6).collect();
+    server.replace_feed(&with_serial(&feed_json(&six), 2026112306));
+    assert_switches_to(&server, &addresses_of(&six)).await;
+    assert_eq!(soa_serial(&server).await, 2026112306);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_entries_are_skipped_and_the_rest_is_served() {
+    // Four good servers (so every answer carries all of them) and bad ones that would
+    // show up in answers if they were not skipped.
+    let good = [
+        r#"{"id": 1, "ip": "192.0.2.1", "netspeed": 1000, "score": 19, "country": "de"}"#,
+        r#"{"id": 2, "ip": "192.0.2.2", "netspeed": 1000, "score": 19, "country": "de"}"#,
+        r#"{"id": 3, "ip": "192.0.2.3", "netspeed": 1000, "score": 19, "country": "de"}"#,
+        r#"{"id": 4, "ip": "192.0.2.4", "netspeed": 1000, "score": 19, "country": "de"}"#,
+    ];
+    let bad = [
+        r#"{"id": 11, "ip": "192.0.2", "netspeed": 1000, "score": 19, "country": "de"}"#,
+        r#"{"id": 12, "ip": "192.0.2.300", "netspeed": 1000, "score": 19, "country": "de"}"#,
+        r#"{"id": 13, "ip": "192.0.2.13", "netspeed": 1000, "score": 19, "country": "xx"}"#,
+        r#"{"id": 14, "ip": "192.0.2.14", "netspeed": -1000, "score": 19, "country": "de"}"#,
+        r#"{"id": 15, "ip": "192.0.2.15", "netspeed": 1.5, "score": 19, "country": "de"}"#,
+        // Same address as id 1, in another continent: if it were kept, `jp` would have a
+        // server of its own.
+        r#"{"id": 16, "ip": "192.0.2.1", "netspeed": 1000, "score": 19, "country": "jp"}"#,
+        r#"{"id": 17, "ip": "192.0.2.17", "score": 19, "country": "de"}"#,
+        r#""not an object""#,
+    ];
+    let feed = |entries: &[&str], serial: u32| {
+        format!(
+            "{{\"serial\": {serial}, \"servers\": [\n{}\n]}}\n",
+            entries.join(",\n")
+        )
+    };
+    let expected: BTreeSet<IpAddr> = (1..=4)
+        .map(|i| format!("192.0.2.{i}").parse().unwrap())
+        .collect();
+    let mixed: Vec<&str> = good.iter().chain(&bad).copied().collect();
+
+    // At startup…
+    let server = TestServer::start(&feed(&mixed, 1)).await;
+    assert_serves_exactly(&server, &expected).await;
+    // …and on reload, with the bad entries first.
+    server.replace_feed(&feed(
+        &[
+            &good[..2],
+            &bad[..],
+            &[good[2].replace("192.0.2.3", "192.0.2.33").as_str()],
+        ]
+        .concat(),
+        2,
+    ));
+    let mut expected: BTreeSet<IpAddr> = expected;
+    expected.remove(&"192.0.2.3".parse().unwrap());
+    expected.remove(&"192.0.2.4".parse().unwrap());
+    expected.insert("192.0.2.33".parse().unwrap());
+    let reloaded = eventually(PICK_UP, async || soa_serial(&server).await == 2).await;
+    assert!(reloaded, "feed with bad entries not loaded");
+    assert_serves_exactly(&server, &expected).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn answers_stay_whole_and_from_one_feed_while_the_feed_is_rewritten_under_load() {
+    let server = Arc::new(TestServer::start(&feed_json(&old_set())).await);
+    ready(&server).await;
+    let old = addresses_of(&old_set());
+    let new = addresses_of(&new_set());
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for task in 0..4u16 {
+        let (server, stop, answered) = (server.clone(), stop.clone(), answered.clone());
+        let (old, new) = (old.clone(), new.clone());
+        clients.push(tokio::spawn(async move {
+            let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let mut seen = [0usize; 2];
+            let mut id = task << 12;
+            while !stop.load(Ordering::Relaxed) {
+                id = (id & 0xf000) | ((id + 1) & 0x0fff);
+                let name = ["@", "0", "1", "2", "3"][usize::from(id) % 5];
+                let r = ask(&socket, server.addr, name, id).await;
+                assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+                let got: BTreeSet<IpAddr> = addresses(&r).into_iter().collect();
+                // The apex carries 4 of the 10; a numbered name all of its subset.
+                if name == "@" {
+                    assert_eq!(got.len(), 4, "{name}: {got:?}");
+                } else {
+                    assert!(!got.is_empty(), "{name}: empty answer");
+                }
+                if got.is_subset(&old) {
+                    seen[0] += 1;
+                } else if got.is_subset(&new) {
+                    seen[1] += 1;
+                } else {
+                    panic!("{name}: answer mixes or invents servers: {got:?}");
+                }
+                answered.fetch_add(1, Ordering::Relaxed);
+            }
+            seen
+        }));
+    }
+
+    // Alternate feeds, half renamed over, half rewritten in place; wait for each to be
+    // served before writing the next.
+    for round in 0..8 {
+        let (set, addrs) = if round % 2 == 0 {
+            (new_set(), &new)
+        } else {
+            (old_set(), &old)
+        };
+        if round % 4 < 2 {
+            server.replace_feed(&feed_json(&set));
+        } else {
+            std::fs::write(&server.feed_path, feed_json(&set)).unwrap();
+        }
+        assert_switches_to(&server, addrs).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut seen = [0usize; 2];
+    for c in clients {
+        let s = c.await.expect("a client saw a wrong answer");
+        seen[0] += s[0];
+        seen[1] += s[1];
+    }
+    assert!(seen[0] > 50 && seen[1] > 50, "answers per feed: {seen:?}");
+    assert_eq!(answered.load(Ordering::Relaxed), seen[0] + seen[1]);
+    Arc::into_inner(server).expect("clients done").stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+/// Ten equal servers in 192.0.2.0/24 (every server is in 40 % of the answers).
+fn old_set() -> Vec<S> {
+    const IPS: [&str; 10] = [
+        "192.0.2.1",
+        "192.0.2.2",
+        "192.0.2.3",
+        "192.0.2.4",
+        "192.0.2.5",
+        "192.0.2.6",
+        "192.0.2.7",
+        "192.0.2.8",
+        "192.0.2.9",
+        "192.0.2.10",
+    ];
+    IPS.iter()
+        .enumerate()
+        .map(|(i, ip)| s(100 + i as u64, ip, 10_000, ["de", "fr", "us"][i % 3]))
+        .collect()
+}
+
+/// Ten other equal servers in 198.51.100.0/24.
+fn new_set() -> Vec<S> {
+    const IPS: [&str; 10] = [
+        "198.51.100.1",
+        "198.51.100.2",
+        "198.51.100.3",
+        "198.51.100.4",
+        "198.51.100.5",
+        "198.51.100.6",
+        "198.51.100.7",
+        "198.51.100.8",
+        "198.51.100.9",
+        "198.51.100.10",
+    ];
+    IPS.iter()
+        .enumerate()
+        .map(|(i, ip)| s(200 + i as u64, ip, 10_000, ["nl", "jp", "br"][i % 3]))
+        .collect()
+}
+
+fn addresses_of(servers: &[S]) -> BTreeSet<IpAddr> {
+    servers.iter().map(|s| s.ip.parse().unwrap()).collect()
+}
+
+/// The feed with another serial.
+fn with_serial(feed: &str, serial: u32) -> String {
+    let replaced = feed.replacen(
+        "\"serial\": 2026112201",
+        &format!("\"serial\": {serial}"),
+        1,
+    );
+    assert_ne!(replaced, feed, "feed_json's serial changed");
+    replaced
+}
+
+/// One round trip, so that the reload task has run and watches the feed before the test
+/// touches it (TestServer::start returns before the watch is set up).
+async fn ready(server: &TestServer) {
+    assert_eq!(
+        server
+            .udp(&query("@", RecordType::SOA))
+            .await
+            .metadata
+            .response_code,
+        ResponseCode::NoError
+    );
+}
+
+async fn soa_serial(server: &TestServer) -> u32 {
+    let r = server.udp(&query("@", RecordType::SOA)).await;
+    match r.answers.first().map(|a| &a.data) {
+        Some(RData::SOA(soa)) => soa.serial,
+        other => panic!("no SOA: {other:?}"),
+    }
+}
+
+/// Polls until an apex answer comes from `set` alone, within [`PICK_UP`]; then checks that
+/// the next answers do too (the swap is whole and final).
+async fn assert_switches_to(server: &TestServer, set: &BTreeSet<IpAddr>) {
+    let started = Instant::now();
+    let in_set = async || {
+        let got = server.addresses("@", RecordType::A).await;
+        got.len() == 4 && got.iter().all(|a| set.contains(a))
+    };
+    let switched = eventually(PICK_UP, in_set).await;
+    let took = started.elapsed();
+    assert!(
+        switched && took <= PICK_UP + Duration::from_millis(250),
+        "not switched to {set:?} after {took:?}"
+    );
+    for name in ["@", "0", "1", "2", "3", "de", "europe"] {
+        for _ in 0..10 {
+            let got = server.addresses(name, RecordType::A).await;
+            assert!(
+                !got.is_empty() && got.iter().all(|a| set.contains(a)),
+                "{name} after the switch: {got:?}"
+            );
+        }
+    }
+}
+
+/// Queries throughout [`REFUSAL_WINDOW`]: every answer comes from `set` and, over the
+/// window, every server of it shows up.
+async fn assert_keeps_serving(server: &TestServer, set: &BTreeSet<IpAddr>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let started = Instant::now();
+    let mut seen = BTreeSet::new();
+    let mut answers = 0;
+    let mut id = 0u16;
+    while started.elapsed() < REFUSAL_WINDOW {
+        id = id.wrapping_add(1);
+        let r = ask(&socket, server.addr, "@", id).await;
+        let got = addresses(&r);
+        assert_eq!(got.len(), 4);
+        assert!(
+            got.iter().all(|a| set.contains(a)),
+            "refused feed served after {:?}: {got:?}",
+            started.elapsed()
+        );
+        seen.extend(got);
+        answers += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(answers >= 50, "only {answers} answers in the window");
+    assert_eq!(&seen, set, "not every old server was still served");
+}
+
+/// Serves `set` exactly: every answer is all of it (at most 4 servers), and `jp` (which
+/// has no server of its own) falls back to the global zone.
+async fn assert_serves_exactly(server: &TestServer, set: &BTreeSet<IpAddr>) {
+    assert!(set.len() <= 4);
+    for name in ["@", "0", "de", "jp"] {
+        for _ in 0..30 {
+            let got: BTreeSet<IpAddr> = server
+                .addresses(name, RecordType::A)
+                .await
+                .into_iter()
+                .collect();
+            assert_eq!(&got, set, "{name}");
+        }
+    }
+}
+
+/// The good feed after a bad one: the bad ones are refused, the good one is served.
+async fn assert_refused_then_recovers(bad_feeds: &[String]) {
+    let server = TestServer::start(&feed_json(&old_set())).await;
+    ready(&server).await;
+    let old = addresses_of(&old_set());
+    for (i, bad) in bad_feeds.iter().enumerate() {
+        if i % 2 == 0 {
+            server.replace_feed(bad);
+        } else {
+            std::fs::write(&server.feed_path, bad).unwrap();
+        }
+    }
+    assert_keeps_serving(&server, &old).await;
+    assert_eq!(soa_serial(&server).await, 2026112201);
+    server.replace_feed(&with_serial(&feed_json(&new_set()), 2026112302));
+    assert_switches_to(&server, &addresses_of(&new_set())).await;
+    assert_eq!(soa_serial(&server).await, 2026112302);
+    server.stop().await;
+}
+
+/// One UDP query for `name` A with `id`, retried on a (rare) lost datagram.
+async fn ask(socket: &UdpSocket, addr: std::net::SocketAddr, name: &str, id: u16) -> Message {
+    let mut q = query(name, RecordType::A);
+    q.metadata.id = id;
+    let bytes = q.to_vec().unwrap();
+    let mut buf = vec![0u8; 4096];
+    for _ in 0..3 {
+        socket.send_to(&bytes, addr).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
+            let r = Message::from_vec(&buf[..n]).expect("answer parses");
+            if r.metadata.id == id {
+                return r;
+            }
+        }
+    }
+    panic!("no answer to {name} (id {id})");
+}
