@@ -52,6 +52,7 @@ pub mod geo;
 pub mod http;
 pub mod metrics;
 pub mod name;
+pub mod querylog;
 pub mod reload;
 pub mod report;
 pub mod select;

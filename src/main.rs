@@ -16,6 +16,10 @@ use pooldns::server::{self, Listeners, ServerOptions};
     about = "GeoDNS load-balancing authoritative nameserver for server pools"
 )]
 struct Cli {
+    /// Log format on stderr: "text" for people, "json" for log shippers. The level comes
+    /// from RUST_LOG (default "info").
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,6 +80,13 @@ struct ServeArgs {
     /// HTTP address for /metrics, /healthz, /status and the status page; "none" turns it off.
     #[arg(long, default_value = "127.0.0.1:8053")]
     http: String,
+    /// Write a JSON line per query to this file (off by default). Written by a background
+    /// thread; when it falls behind, entries are dropped and counted, never queries delayed.
+    #[arg(long)]
+    query_log: Option<PathBuf>,
+    /// Rotate the query log when it reaches this many megabytes (PATH → PATH.1).
+    #[arg(long, default_value_t = 100)]
+    query_log_max_mb: u64,
     /// UDP worker threads (each with its own SO_REUSEPORT socket per address); default:
     /// one per core.
     #[arg(long)]
@@ -92,14 +103,17 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Check(args) => check(args),
@@ -197,7 +211,16 @@ async fn serve_in_runtime(args: ServeArgs) -> anyhow::Result<()> {
     }
     let table = reloader.table();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let metrics = std::sync::Arc::new(pooldns::metrics::Metrics::default());
+    let query_log = match &args.query_log {
+        Some(path) => Some(pooldns::querylog::QueryLog::start(
+            path,
+            args.query_log_max_mb.saturating_mul(1 << 20),
+        )?),
+        None => None,
+    };
+    let metrics = std::sync::Arc::new(pooldns::metrics::Metrics::with_query_log(
+        query_log.as_ref().map(|(log, _)| log.clone()),
+    ));
     let http = match http_listener {
         Some(listener) => {
             let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -242,6 +265,10 @@ async fn serve_in_runtime(args: ServeArgs) -> anyhow::Result<()> {
     let _ = reload.await;
     if let Some(http) = http {
         let _ = http.await;
+    }
+    if let Some((log, writer)) = query_log {
+        log.close();
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     }
     tracing::info!("stopped");
     Ok(result?)

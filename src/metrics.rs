@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
+use crate::querylog::QueryLog;
 use crate::table::ZoneId;
 use crate::wire::{Rcode, rtype};
 
@@ -55,9 +56,11 @@ pub enum EcsUse {
 /// Labels of [`EcsUse`], in order.
 pub const ECS: [&str; 4] = ["absent", "used", "ignored", "invalid"];
 
-/// One thread's counters.
+/// One thread's counters, and the query log when one is on.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Where this thread hands query log entries (None: logging is off).
+    pub query_log: Option<Arc<QueryLog>>,
     queries: [[[AtomicU64; RCODES.len()]; QTYPES.len()]; TRANSPORTS.len()],
     dropped: AtomicU64,
     truncated: AtomicU64,
@@ -112,6 +115,8 @@ impl Counters {
 #[derive(Debug, Default)]
 pub struct Metrics {
     threads: Mutex<Vec<Arc<Counters>>>,
+    /// The query log, shared with every thread's counters.
+    pub query_log: Option<Arc<QueryLog>>,
     /// TCP connections accepted.
     pub tcp_accepted: AtomicU64,
     /// TCP connections closed to make room under the connection cap.
@@ -134,9 +139,20 @@ pub struct Totals {
 }
 
 impl Metrics {
+    /// Metrics whose threads hand entries to `query_log`.
+    pub fn with_query_log(query_log: Option<Arc<QueryLog>>) -> Metrics {
+        Metrics {
+            query_log,
+            ..Metrics::default()
+        }
+    }
+
     /// Counters for a new thread (or connection handler); registered for summing.
     pub fn register(&self) -> Arc<Counters> {
-        let c = Arc::new(Counters::default());
+        let c = Arc::new(Counters {
+            query_log: self.query_log.clone(),
+            ..Counters::default()
+        });
         if let Ok(mut threads) = self.threads.lock() {
             threads.push(Arc::clone(&c));
         }

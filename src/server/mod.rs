@@ -15,6 +15,7 @@ use rand::Rng;
 
 use crate::answer::{self, Answer, Client};
 use crate::metrics::{Counters, EcsUse, Metrics};
+use crate::querylog;
 use crate::table::Table;
 use crate::wire::{self, EdnsReply, ParseError};
 
@@ -152,6 +153,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let udp_threads = udp::spawn(listeners.udp, &table, &metrics, &stop)?;
+    let (tcp_stop, tcp_stopped) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     for listener in listeners.tcp {
         listener.set_nonblocking(true)?;
@@ -161,13 +163,15 @@ pub async fn run(
             Arc::clone(&table),
             options.clone(),
             Arc::clone(&metrics),
+            tcp_stopped.clone(),
         ));
     }
     shutdown.await;
+    // Stop reading: UDP workers finish the batch in hand, TCP connections the answer in
+    // hand; both within a few seconds.
     stop.store(true, Ordering::Relaxed);
-    tasks.abort_all();
+    let _ = tcp_stop.send(true);
     while tasks.join_next().await.is_some() {}
-    // Workers see the flag within one poll interval.
     let _ = tokio::task::spawn_blocking(move || {
         for t in udp_threads {
             let _ = t.join();
@@ -280,8 +284,55 @@ pub fn respond<R: Rng + ?Sized>(
             if let (false, answer::Records::Pool { picks, .. }) = (was_truncated, &a.answer) {
                 table.count_served(picks.as_slice());
             }
+            if let Some(log) = &counters.query_log {
+                log.record(log_entry(
+                    table,
+                    source,
+                    ecs,
+                    &request.question,
+                    &a,
+                    transport,
+                ));
+            }
             Some(n)
         }
+    }
+}
+
+/// The query log's view of one answered query.
+fn log_entry(
+    table: &Table,
+    source: IpAddr,
+    ecs: Option<wire::ClientSubnet>,
+    question: &wire::Question<'_>,
+    a: &Answer<'_>,
+    transport: Transport,
+) -> querylog::Entry {
+    let mut qname = [0u8; 255];
+    let len = question.qname.len().min(qname.len());
+    qname[..len].copy_from_slice(&question.qname[..len]);
+    let mut answers = [None; querylog::MAX_ANSWERS];
+    if let answer::Records::Pool { picks, members, .. } = &a.answer {
+        for (slot, &i) in answers.iter_mut().zip(picks.as_slice()) {
+            *slot = members.get(i as usize).map(|m| m.ip);
+        }
+    }
+    querylog::Entry {
+        time_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        client: source,
+        ecs: ecs.map(|e| (e.address, e.source_prefix)),
+        qname,
+        qname_len: len as u8, // at most 255
+        qtype: question.qtype,
+        rcode: a.rcode.0,
+        answers,
+        zone: a.zone.map_or("", |z| table.zone_label(z)),
+        transport: match transport {
+            Transport::Udp => "udp",
+            Transport::Tcp { .. } => "tcp",
+        },
     }
 }
 
