@@ -75,23 +75,20 @@ impl Listeners {
             tcp: Vec::new(),
         };
         for &addr in addrs {
-            let udp_error = |source| BindError {
-                transport: "UDP",
-                addr,
-                source,
+            // With port 0 the kernel picks a free UDP port, which TCP may hold elsewhere:
+            // try again with another port rather than fail.
+            let attempts = if addr.port() == 0 { 16 } else { 1 };
+            let mut attempt = 0;
+            let (udp, tcp) = loop {
+                attempt += 1;
+                match bind_one(addr, workers) {
+                    Err(e)
+                        if attempt < attempts
+                            && e.source.kind() == std::io::ErrorKind::AddrInUse => {}
+                    other => break other?,
+                }
             };
-            let first = reuseport_udp(addr).map_err(udp_error)?;
-            // With port 0 the kernel picks a port; every other socket, and TCP, take it too.
-            let bound = first.local_addr().map_err(udp_error)?;
-            listeners.udp.push(first);
-            for _ in 1..workers.max(1) {
-                listeners.udp.push(reuseport_udp(bound).map_err(udp_error)?);
-            }
-            let tcp = std::net::TcpListener::bind(bound).map_err(|source| BindError {
-                transport: "TCP",
-                addr: bound,
-                source,
-            })?;
+            listeners.udp.extend(udp);
             listeners.tcp.push(tcp);
         }
         Ok(listeners)
@@ -107,6 +104,31 @@ impl Listeners {
         addrs.dedup();
         addrs
     }
+}
+
+/// Binds `workers` UDP sockets and one TCP listener on one address; with port 0, all on
+/// the port the first UDP socket got.
+fn bind_one(
+    addr: SocketAddr,
+    workers: usize,
+) -> Result<(Vec<std::net::UdpSocket>, std::net::TcpListener), BindError> {
+    let udp_error = |source| BindError {
+        transport: "UDP",
+        addr,
+        source,
+    };
+    let first = reuseport_udp(addr).map_err(udp_error)?;
+    let bound = first.local_addr().map_err(udp_error)?;
+    let mut udp = vec![first];
+    for _ in 1..workers.max(1) {
+        udp.push(reuseport_udp(bound).map_err(udp_error)?);
+    }
+    let tcp = std::net::TcpListener::bind(bound).map_err(|source| BindError {
+        transport: "TCP",
+        addr: bound,
+        source,
+    })?;
+    Ok((udp, tcp))
 }
 
 fn reuseport_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
