@@ -48,6 +48,7 @@ pub fn uptime() -> std::time::Duration {
 pub mod config;
 pub mod continent;
 pub mod feed;
+pub mod fuzzing;
 pub mod geo;
 pub mod http;
 pub mod metrics;
