@@ -8,6 +8,7 @@ mod fairness;
 mod geo;
 mod harness;
 mod names;
+mod ops;
 mod protocol;
 mod reload;
 mod smoke;
