@@ -199,6 +199,24 @@ async fn metrics(State(s): State<HttpState>) -> Response {
     for (label, n) in ECS.iter().zip(totals.ecs) {
         let _ = writeln!(out, "pooldns_ecs_total{{ecs=\"{label}\"}} {n}");
     }
+    if let Some(log) = &s.metrics.query_log {
+        help(
+            &mut out,
+            "pooldns_query_log_dropped_total",
+            "counter",
+            "Query log entries dropped because the writer fell behind.",
+        );
+        let dropped = log.dropped.load(Ordering::Relaxed);
+        let _ = writeln!(out, "pooldns_query_log_dropped_total {dropped}");
+        help(
+            &mut out,
+            "pooldns_query_log_written_total",
+            "counter",
+            "Query log entries written.",
+        );
+        let written = log.written.load(Ordering::Relaxed);
+        let _ = writeln!(out, "pooldns_query_log_written_total {written}");
+    }
     help(
         &mut out,
         "pooldns_tcp_connections_total",
@@ -373,7 +391,7 @@ async fn page(State(s): State<HttpState>) -> Html<String> {
                 .map_or(0, |d| d.as_secs());
             let _ = write!(
                 html,
-                "<p class=\"bad\" id=\"refusal\">The last feed was refused {ago} seconds ago, and the previous good table \
+                "<p class=\"bad\" id=\"refusal\">The last feed was refused {ago} s ago, and the previous good table \
                  is still serving. Reason: {}</p>",
                 escape(&why)
             );
@@ -395,7 +413,12 @@ async fn page(State(s): State<HttpState>) -> Html<String> {
     for z in &rows {
         let is_country = matches!(z.zone, ZoneId::Country(_));
         if is_country && z.count == [0, 0] {
-            empty.push(z.label);
+            // Aliased countries (gb → uk) are served by their target: not empty.
+            if let ZoneId::Country(i) = z.zone {
+                if t.country(z.label) == Some(i) {
+                    empty.push(z.label);
+                }
+            }
             continue;
         }
         let label = match z.zone {
@@ -424,18 +447,22 @@ async fn page(State(s): State<HttpState>) -> Html<String> {
 
 /// A scatter plot of observed answer share against expected (net-speed) share per server.
 fn share_chart(t: &Table) -> String {
-    let total_served: u64 = t.served.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+    // Shares are within each address family: A and AAAA answers are separate pools.
+    let mut served = [0u64; 2];
     let mut speed = [0u64; 2];
-    for m in t.members.iter() {
+    for (m, n) in t.members.iter().zip(t.served.iter()) {
+        served[Family::of(m.ip) as usize] += n.load(Ordering::Relaxed);
         speed[Family::of(m.ip) as usize] += u64::from(m.netspeed);
     }
+    let total_served = served[0] + served[1];
     let points: Vec<(f64, f64)> = t
         .members
         .iter()
         .zip(t.served.iter())
         .map(|(m, n)| {
             let expected = m.netspeed as f64 / speed[Family::of(m.ip) as usize].max(1) as f64;
-            let observed = n.load(Ordering::Relaxed) as f64 / total_served.max(1) as f64;
+            let family = Family::of(m.ip) as usize;
+            let observed = n.load(Ordering::Relaxed) as f64 / served[family].max(1) as f64;
             (expected, observed)
         })
         .collect();

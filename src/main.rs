@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use pooldns::feed::PollOptions;
 use pooldns::reload::{Reloader, Sources};
 use pooldns::server::{self, Listeners, ServerOptions};
 
@@ -40,7 +41,7 @@ struct InputArgs {
     /// Zone configuration (TOML).
     #[arg(long, default_value = "zones/pool.ntp.org.toml")]
     config: PathBuf,
-    /// Server feed (JSON).
+    /// Server feed (JSON): a file, or an http:// or https:// URL fetched once.
     #[arg(long, default_value = "data/servers.json")]
     feed: PathBuf,
     /// Country GeoIP database; default: the configuration's `geoip`.
@@ -67,9 +68,15 @@ struct ServeArgs {
     /// Zone configuration (TOML).
     #[arg(long, default_value = "zones/pool.ntp.org.toml")]
     config: PathBuf,
-    /// Server feed (JSON); watched for changes.
+    /// Server feed (JSON): a file, watched for changes, or an http:// or https:// URL,
+    /// polled with conditional requests (ETag, Last-Modified).
     #[arg(long, default_value = "data/servers.json")]
     feed: PathBuf,
+    /// Seconds between requests when --feed is a URL (plus up to 10 % jitter; backoff on
+    /// errors from 2 s up to 8 times this).
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    feed_interval: u64,
     /// Country GeoIP database (MaxMind format); default: the configuration's `geoip`, else
     /// the bundled data/dbip-country.mmdb.
     #[arg(long)]
@@ -142,7 +149,11 @@ fn check(args: InputArgs) -> anyhow::Result<()> {
     let table = reloader.table().load_full();
     print!("{}", pooldns::report::check_summary(&table));
     if !table.feed.skipped.is_empty() {
-        anyhow::bail!("{} feed entries were skipped", table.feed.skipped.len());
+        let n = table.feed.skipped.len();
+        anyhow::bail!(
+            "{n} feed {} skipped",
+            if n == 1 { "entry was" } else { "entries were" }
+        );
     }
     println!("\nok");
     Ok(())
@@ -179,11 +190,15 @@ async fn serve_in_runtime(args: ServeArgs) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate()).ok();
     let mut interrupt = signal(SignalKind::interrupt()).ok();
 
-    let mut reloader = Reloader::load(Sources {
+    let sources = Sources {
         config: args.config,
         feed: args.feed,
         geoip: args.geoip,
-    })?;
+    };
+    let poll = PollOptions::every(std::time::Duration::from_secs(args.feed_interval));
+    // A feed URL is fetched with a blocking client: off the runtime's threads.
+    let mut reloader =
+        tokio::task::spawn_blocking(move || Reloader::load_with(sources, poll)).await??;
     reloader.start_watching();
     let http_addr: Option<SocketAddr> =
         match args.http.as_str() {

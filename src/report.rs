@@ -210,6 +210,15 @@ pub fn explain(table: &Table, ip: IpAddr, qname: &str, qtype: u16) -> Result<Str
             );
             &sets.numbered[usize::from(n).min(sets.numbered.len() - 1)]
         }
+        Some(_)
+            if family == Family::V6 && matches!(table.config.aaaa, AaaaPolicy::OnlyNumbered(_)) =>
+        {
+            let _ = writeln!(
+                out,
+                "subset  none: AAAA is served only here, from the whole IPv6 zone"
+            );
+            &sets.all
+        }
         Some(_) => {
             let _ = writeln!(out, "subset  the zone is too small to split: every server");
             &sets.all

@@ -123,12 +123,26 @@ fn bind_one(
     for _ in 1..workers.max(1) {
         udp.push(reuseport_udp(bound).map_err(udp_error)?);
     }
-    let tcp = std::net::TcpListener::bind(bound).map_err(|source| BindError {
+    let tcp = tcp_listener(bound).map_err(|source| BindError {
         transport: "TCP",
         addr: bound,
         source,
     })?;
     Ok((udp, tcp))
+}
+
+/// A TCP listener; IPv6 ones take only IPv6, so `0.0.0.0` and `[::]` can both be bound,
+/// as the UDP sockets are.
+fn tcp_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 fn reuseport_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
