@@ -1,14 +1,23 @@
 //! Loading and hot swap: inputs are read and a complete table is built off the query path,
 //! checked against the table it would replace, then published with one atomic swap
-//! (DESIGN §5). A feed that fails to parse, or that would drop more than half of the
-//! eligible servers at once, is refused and the last good table keeps serving.
+//! (DESIGN §5). A feed that fails to load, or that would drop more than half of the
+//! eligible servers at once, is refused and the last good table keeps serving; so is a zone
+//! configuration or GeoIP database that fails to load. Every refusal is logged with the
+//! file or URL and the reason, and recorded in [`ReloadStatus`].
 //!
-//! Triggers: a change of the feed file (watched), SIGHUP (reloads configuration, GeoIP
-//! database and feed), and the start of a new rotation epoch (rebuilds the numbered split).
+//! Triggers:
+//! - a change of the feed file, the zone configuration or the GeoIP database (watched):
+//!   that input is reloaded and a table built from it and the last good others;
+//! - a new body at the feed URL, when the feed is one (polled by
+//!   [`crate::feed::source::Poller`] on a thread of its own, with conditional requests,
+//!   jitter and backoff);
+//! - SIGHUP: configuration, GeoIP database and feed (a URL is fetched without validators);
+//! - the start of a new rotation epoch (rebuilds the numbered split).
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -16,7 +25,8 @@ use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
 use crate::config::{ConfigError, ZoneConfig};
-use crate::feed::{self, Feed, FeedError};
+use crate::feed::source::{Fetched, Fetcher, Polled, Poller};
+use crate::feed::{self, Feed, FeedError, FeedSource, PollOptions};
 use crate::geo::{GeoDb, GeoError};
 use crate::server::SharedTable;
 use crate::table::{Family, Names, Table, epoch_at};
@@ -26,7 +36,8 @@ use crate::table::{Family, Names, Table, epoch_at};
 pub struct Sources {
     /// Zone configuration file.
     pub config: PathBuf,
-    /// Feed file.
+    /// The feed: a file, or an `http://` / `https://` URL (see [`FeedSource::from_arg`]).
+    /// A path, so that the command line hands it over as written.
     pub feed: PathBuf,
     /// GeoIP database; None = the one the configuration names.
     pub geoip: Option<PathBuf>,
@@ -75,12 +86,19 @@ struct Inputs {
 #[derive(Debug)]
 pub struct Reloader {
     sources: Sources,
+    /// `sources.feed`, read: a file or a URL.
+    feed_source: FeedSource,
+    /// How a feed URL is polled.
+    poll: PollOptions,
     inputs: Inputs,
     table: SharedTable,
     /// Load history, for the status surface.
     status: Arc<ReloadStatus>,
-    /// The feed watch, once started: the watcher and the channel it signals on.
-    watching: Option<(notify::RecommendedWatcher, mpsc::Receiver<()>)>,
+    /// The feed URL's fetcher, holding the validators of the body loaded at startup; the
+    /// poller thread takes it when watching starts.
+    fetcher: Option<Fetcher>,
+    /// The file watch and the URL poller, once started.
+    watching: Option<Watching>,
 }
 
 /// What the reloader has done, shared with the HTTP side.
@@ -119,6 +137,39 @@ impl ReloadStatus {
     }
 }
 
+/// Which inputs changed, as bits: set by the file watcher's thread, read by `run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Changed(u8);
+
+impl Changed {
+    const FEED: Changed = Changed(1);
+    const CONFIG: Changed = Changed(2);
+    const GEOIP: Changed = Changed(4);
+    const ALL: Changed = Changed(7);
+
+    fn has(self, input: Changed) -> bool {
+        self.0 & input.0 != 0
+    }
+}
+
+/// The watch on the input files and the poller of a feed URL.
+#[derive(Debug)]
+struct Watching {
+    /// The file watcher; None when it could not be set up (SIGHUP still reloads).
+    watcher: Option<notify::RecommendedWatcher>,
+    /// The files it watches, and the input each one is. The GeoIP database's path can move
+    /// with a new configuration; the watch follows it.
+    files: Vec<(Changed, PathBuf)>,
+    /// Inputs changed since `run` last looked (bits of [`Changed`]).
+    pending: Arc<AtomicU8>,
+    /// Wakes `run` once `pending` was set.
+    wake: mpsc::Sender<()>,
+    /// Polls the feed URL, when the feed is one.
+    poller: Option<Poller>,
+    /// The receiving ends, until `run` takes them.
+    receivers: Option<(mpsc::Receiver<()>, mpsc::Receiver<Polled>)>,
+}
+
 fn load_config(path: &Path) -> Result<(Arc<ZoneConfig>, Arc<Names>), ConfigError> {
     let config = ZoneConfig::load(path)?;
     let names = Names::build(&config)?;
@@ -134,11 +185,35 @@ fn geo_path(sources: &Sources, config: &ZoneConfig) -> PathBuf {
 }
 
 impl Reloader {
-    /// Loads every input and builds the first table. Any error here is fatal to startup.
+    /// Loads every input and builds the first table; a feed URL is fetched once, and
+    /// polled every 30 seconds once watching starts. Any error here is fatal to startup.
     pub fn load(sources: Sources) -> Result<Reloader, LoadError> {
+        Self::load_with(sources, PollOptions::default())
+    }
+
+    /// [`Reloader::load`], polling a feed URL with `poll`. Blocks while the URL is fetched.
+    pub fn load_with(sources: Sources, poll: PollOptions) -> Result<Reloader, LoadError> {
         let (config, names) = load_config(&sources.config)?;
         let geo = Arc::new(GeoDb::open(&geo_path(&sources, &config))?);
-        let feed = Arc::new(feed::load_file(&sources.feed)?);
+        let feed_source = FeedSource::from_arg(&sources.feed);
+        let (feed, fetcher) = match &feed_source {
+            FeedSource::File(path) => (feed::load_file(path)?, None),
+            FeedSource::Url(url) => {
+                let mut fetcher = Fetcher::new(url, &poll);
+                match fetcher.fetch()? {
+                    Fetched::Loaded(feed) => (feed, Some(fetcher)),
+                    // Not sent without validators; a server that does it anyway gave no feed.
+                    Fetched::NotModified => {
+                        return Err(FeedError::Status {
+                            url: url.clone(),
+                            status: 304,
+                        }
+                        .into());
+                    }
+                }
+            }
+        };
+        let feed = Arc::new(feed);
         log_skipped(&feed);
         let inputs = Inputs {
             config,
@@ -147,21 +222,17 @@ impl Reloader {
             feed,
         };
         let table = build(&inputs);
-        tracing::info!(
-            feed = %inputs.feed,
-            eligible_v4 = table.eligible(Family::V4),
-            eligible_v6 = table.eligible(Family::V6),
-            serial = table.serial,
-            build_ms = table.build_time.as_secs_f64() * 1e3,
-            "table built"
-        );
+        log_table(&table, &inputs.feed, "table built");
         let status = Arc::new(ReloadStatus::default());
         status.loaded(&inputs.feed);
         Ok(Reloader {
             sources,
+            feed_source,
+            poll,
             inputs,
             table: Arc::new(ArcSwap::from_pointee(table)),
             status,
+            fetcher,
             watching: None,
         })
     }
@@ -186,38 +257,45 @@ impl Reloader {
         &self.sources
     }
 
-    /// Reloads the feed file; on success the new table is live when this returns.
+    /// Where the feed comes from: a file or a URL.
+    pub fn feed_source(&self) -> &FeedSource {
+        &self.feed_source
+    }
+
+    /// Reloads the feed: reads the file, or fetches the URL whatever its validators say.
+    /// On success the new table is live when this returns; except for a URL already being
+    /// polled, where the poller is asked to fetch now and `run` publishes what it brings.
     pub fn reload_feed(&mut self) -> Result<(), LoadError> {
-        let result = feed::load_file(&self.sources.feed)
-            .map_err(LoadError::from)
-            .and_then(|feed| self.accept_feed(feed));
+        if let FeedSource::File(_) = self.feed_source {
+            return self.reload(Changed::FEED);
+        }
+        if let Some(poller) = self.watching.as_ref().and_then(|w| w.poller.as_ref()) {
+            poller.poll_now();
+            return Ok(());
+        }
+        let Some(fetcher) = self.fetcher.as_mut() else {
+            return Ok(()); // the poller thread could not start; that was logged
+        };
+        fetcher.forget_validators();
+        let result = match fetcher.fetch() {
+            Ok(Fetched::Loaded(feed)) => self.accept_feed(feed),
+            Ok(Fetched::NotModified) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
         self.note(result)
     }
 
     /// Reloads configuration, GeoIP database and feed (SIGHUP). Each input that fails to
     /// load keeps its last good value; the first error is returned.
     pub fn reload_all(&mut self) -> Result<(), LoadError> {
-        let mut first_error = None;
-        match load_config(&self.sources.config) {
-            Ok((config, names)) => {
-                self.inputs.config = config;
-                self.inputs.names = names;
+        match self.feed_source {
+            FeedSource::File(_) => self.reload(Changed::ALL),
+            FeedSource::Url(_) => {
+                let inputs = self.reload(Changed(Changed::CONFIG.0 | Changed::GEOIP.0));
+                let feed = self.reload_feed();
+                inputs.and(feed)
             }
-            Err(e) => first_error = Some(LoadError::from(e)),
         }
-        match GeoDb::open(&geo_path(&self.sources, &self.inputs.config)) {
-            Ok(geo) => self.inputs.geo = Arc::new(geo),
-            Err(e) => first_error = first_error.or(Some(e.into())),
-        }
-        let feed_result = feed::load_file(&self.sources.feed)
-            .map_err(LoadError::from)
-            .and_then(|feed| self.accept_feed(feed));
-        if let Err(e) = feed_result {
-            first_error = first_error.or(Some(e));
-            // Configuration or GeoIP may still have changed: publish them with the old feed.
-            self.publish(build(&self.inputs));
-        }
-        self.note(first_error.map_or(Ok(()), Err))
     }
 
     /// Rebuilds the table if a new rotation epoch has begun since it was built.
@@ -228,6 +306,88 @@ impl Reloader {
         }
         self.publish(build(&self.inputs));
         true
+    }
+
+    /// Reloads the inputs in `what` and publishes one table built from them and the last
+    /// good others. Each input that fails keeps its last good value and is refused (logged
+    /// and counted); the first error is returned.
+    fn reload(&mut self, what: Changed) -> Result<(), LoadError> {
+        let mut errors = Vec::new();
+        // Configuration or GeoIP database replaced in `inputs`, not yet published.
+        let mut staged = false;
+        let mut geo_opened = false;
+        if what.has(Changed::CONFIG) {
+            match self.stage_config() {
+                Ok(opened) => (staged, geo_opened) = (true, opened),
+                Err(e) => errors.push(e),
+            }
+        }
+        if what.has(Changed::GEOIP) && !geo_opened {
+            let path = geo_path(&self.sources, &self.inputs.config);
+            match GeoDb::open(&path) {
+                Ok(geo) => {
+                    tracing::info!("{}: GeoIP database loaded", path.display());
+                    self.inputs.geo = Arc::new(geo);
+                    staged = true;
+                }
+                Err(e) => errors.push(e.into()),
+            }
+        }
+        let mut published = false;
+        if let (true, FeedSource::File(path)) = (what.has(Changed::FEED), &self.feed_source) {
+            let path = path.clone();
+            match feed::load_file(&path)
+                .map_err(LoadError::from)
+                .and_then(|feed| self.accept_feed(feed))
+            {
+                Ok(()) => published = true,
+                Err(e) => errors.push(e),
+            }
+        }
+        if staged && !published {
+            let table = build(&self.inputs);
+            log_table(&table, &self.inputs.feed, "table rebuilt");
+            self.publish(table);
+        }
+        if staged {
+            self.follow_geo_path();
+        }
+        let mut first = None;
+        for e in errors {
+            self.refuse(&e);
+            first.get_or_insert(e);
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Loads the configuration into `inputs`, with the GeoIP database it names if that is
+    /// another one (all or nothing); true if it opened a database.
+    fn stage_config(&mut self) -> Result<bool, LoadError> {
+        let (config, names) = load_config(&self.sources.config)?;
+        let path = geo_path(&self.sources, &config);
+        let geo = if path == self.inputs.geo.path {
+            None
+        } else {
+            Some(Arc::new(GeoDb::open(&path)?))
+        };
+        tracing::info!("{}: configuration loaded", self.sources.config.display());
+        self.inputs.config = config;
+        self.inputs.names = names;
+        let opened = geo.is_some();
+        if let Some(geo) = geo {
+            tracing::info!("{}: GeoIP database loaded", path.display());
+            self.inputs.geo = geo;
+        }
+        Ok(opened)
+    }
+
+    /// Takes what the poller brought: a feed goes through the same checks as a file's; a
+    /// failed request is a refusal like a file that cannot be read.
+    fn accept_polled(&mut self, polled: Polled) -> Result<(), LoadError> {
+        let result = polled
+            .map_err(LoadError::from)
+            .and_then(|feed| self.accept_feed(feed));
+        self.note(result)
     }
 
     fn accept_feed(&mut self, feed: Feed) -> Result<(), LoadError> {
@@ -247,14 +407,7 @@ impl Reloader {
                 new,
             });
         }
-        tracing::info!(
-            feed = %candidate.feed,
-            eligible_v4 = table.eligible(Family::V4),
-            eligible_v6 = table.eligible(Family::V6),
-            serial = table.serial,
-            build_ms = table.build_time.as_secs_f64() * 1e3,
-            "feed loaded"
-        );
+        log_table(&table, &candidate.feed, "feed loaded");
         self.status.loaded(&candidate.feed);
         self.inputs = candidate;
         self.publish(table);
@@ -267,52 +420,106 @@ impl Reloader {
 
     fn note(&self, result: Result<(), LoadError>) -> Result<(), LoadError> {
         if let Err(e) = &result {
-            tracing::error!("{e}; the last good table keeps serving");
-            self.status.refused(e.to_string());
+            self.refuse(e);
         }
         result
     }
 
-    /// Starts watching the feed file, so that a change made from now on is seen. `run`
-    /// does this itself if it was not done before.
+    fn refuse(&self, e: &LoadError) {
+        tracing::error!("{e}; the last good table keeps serving");
+        self.status.refused(e.to_string());
+    }
+
+    /// Starts watching the inputs, so that a change made from now on is seen: the feed
+    /// file, the zone configuration and the GeoIP database by file events, a feed URL by
+    /// polling. `run` does this itself if it was not done before.
     pub fn start_watching(&mut self) {
         if self.watching.is_some() {
             return;
         }
-        let (tx, rx) = mpsc::channel::<()>(1);
-        match watch(&self.sources.feed, tx) {
-            Ok(watcher) => self.watching = Some((watcher, rx)),
-            Err(e) => tracing::warn!(
-                "cannot watch {}: {e}; reload with SIGHUP",
-                self.sources.feed.display()
-            ),
+        let (wake, wake_rx) = mpsc::channel::<()>(1);
+        let (polled, polled_rx) = mpsc::channel::<Polled>(1);
+        let mut watching = Watching {
+            watcher: None,
+            files: self.watched_files(),
+            pending: Arc::new(AtomicU8::new(0)),
+            wake,
+            poller: None,
+            receivers: Some((wake_rx, polled_rx)),
+        };
+        watching.watcher = watch(&watching.files, &watching.pending, &watching.wake);
+        if let Some(fetcher) = self.fetcher.take() {
+            let url = fetcher.url().to_owned();
+            match Poller::start(fetcher, self.poll, polled) {
+                Ok(poller) => {
+                    tracing::info!(
+                        "{url}: polling every {} s",
+                        self.poll.interval.as_secs_f64()
+                    );
+                    watching.poller = Some(poller);
+                }
+                Err(e) => tracing::error!("{url}: cannot start polling: {e}"),
+            }
+        }
+        self.watching = Some(watching);
+    }
+
+    /// The files to watch, and the input each one is.
+    fn watched_files(&self) -> Vec<(Changed, PathBuf)> {
+        let mut files = vec![
+            (Changed::CONFIG, self.sources.config.clone()),
+            (Changed::GEOIP, self.inputs.geo.path.clone()),
+        ];
+        if let FeedSource::File(path) = &self.feed_source {
+            files.push((Changed::FEED, path.clone()));
+        }
+        files
+    }
+
+    /// Watches the GeoIP database where the configuration now says it is.
+    fn follow_geo_path(&mut self) {
+        let files = self.watched_files();
+        if let Some(w) = self.watching.as_mut()
+            && w.files != files
+        {
+            w.watcher = watch(&files, &w.pending, &w.wake);
+            w.files = files;
         }
     }
 
-    /// Watches the feed file, SIGHUP (when `hangup` is given: the caller installs the
-    /// handler early, so that a SIGHUP during startup does not kill the process) and the
-    /// rotation clock until `shutdown` completes.
+    /// Watches the input files, the feed URL, SIGHUP (when `hangup` is given: the caller
+    /// installs the handler early, so that a SIGHUP during startup does not kill the
+    /// process) and the rotation clock until `shutdown` completes.
     pub async fn run(
         mut self,
         mut hangup: Option<tokio::signal::unix::Signal>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         self.start_watching();
-        let (_watcher, mut rx) = match self.watching.take() {
-            Some((w, rx)) => (Some(w), rx),
-            None => (None, mpsc::channel::<()>(1).1),
+        let (pending, receivers) = match self.watching.as_mut() {
+            Some(w) => (Arc::clone(&w.pending), w.receivers.take()),
+            None => (Arc::new(AtomicU8::new(0)), None),
         };
+        // Channels whose senders live in `self`: they stay open while `run` does.
+        let (mut wake, mut polled) =
+            receivers.unwrap_or_else(|| (mpsc::channel(1).1, mpsc::channel(1).1));
         tokio::pin!(shutdown);
         loop {
             let rotation = self.inputs.config.rotation;
             let wait = until_next_epoch(SystemTime::now(), rotation);
             tokio::select! {
                 _ = &mut shutdown => return,
-                Some(()) = rx.recv() => {
-                    // Let a burst of writes settle before reading the file.
+                Some(()) = wake.recv() => {
+                    // Let a burst of writes settle before reading the files.
                     tokio::time::sleep(Duration::from_millis(100)).await;
-                    while rx.try_recv().is_ok() {}
-                    self = blocking(self, |r| { let _ = r.reload_feed(); }).await;
+                    while wake.try_recv().is_ok() {}
+                    let changed = Changed(pending.swap(0, Ordering::AcqRel));
+                    if changed.0 != 0 {
+                        self = blocking(self, move |r| { let _ = r.reload(changed); }).await;
+                    }
+                }
+                Some(result) = polled.recv() => {
+                    self = blocking(self, move |r| { let _ = r.accept_polled(result); }).await;
                 }
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                     tracing::info!("SIGHUP: reloading configuration, GeoIP database and feed");
@@ -363,36 +570,81 @@ fn build(inputs: &Inputs) -> Table {
     )
 }
 
+fn log_table(table: &Table, feed: &Feed, what: &str) {
+    tracing::info!(
+        feed = %feed,
+        eligible_v4 = table.eligible(Family::V4),
+        eligible_v6 = table.eligible(Family::V6),
+        serial = table.serial,
+        build_ms = table.build_time.as_secs_f64() * 1e3,
+        "{what}"
+    );
+}
+
 fn log_skipped(feed: &Feed) {
     for s in &feed.report.skipped {
         tracing::warn!("skipped {}", s.render(&feed.source));
     }
 }
 
-/// Watches the directory of `path` (editors and deploy tools replace files by renaming)
-/// and signals on any event that names the file.
-fn watch(path: &Path, tx: mpsc::Sender<()>) -> notify::Result<notify::RecommendedWatcher> {
+/// Watches the directories of `files` (editors and deploy tools replace files by renaming)
+/// and, on any event that names one of them, marks its input in `pending` and wakes `run`.
+/// None if no directory could be watched; a directory that cannot be is logged.
+fn watch(
+    files: &[(Changed, PathBuf)],
+    pending: &Arc<AtomicU8>,
+    wake: &mpsc::Sender<()>,
+) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
-    let file_name = path.file_name().map(|n| n.to_owned());
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            if event.kind.is_access() {
-                return;
-            }
-            if event
-                .paths
-                .iter()
-                .any(|p| p.file_name() == file_name.as_deref())
-            {
-                // A full channel already holds a pending reload.
-                let _ = tx.try_send(());
+    // Matched by file name: two inputs of the same name in different directories both
+    // reload on a change of either, which costs a rebuild and nothing else.
+    let names: Vec<(u8, OsString)> = files
+        .iter()
+        .filter_map(|(input, path)| Some((input.0, path.file_name()?.to_owned())))
+        .collect();
+    let (pending, wake) = (Arc::clone(pending), wake.clone());
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if event.kind.is_access() {
+            return;
+        }
+        let mut changed = 0;
+        for path in &event.paths {
+            for (input, name) in &names {
+                if path.file_name() == Some(name.as_os_str()) {
+                    changed |= input;
+                }
             }
         }
-    })?;
-    watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
-    Ok(watcher)
+        if changed != 0 {
+            pending.fetch_or(changed, Ordering::AcqRel);
+            // A full channel already holds a pending wake-up.
+            let _ = wake.try_send(());
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!("cannot watch the input files: {e}; reload with SIGHUP");
+            return None;
+        }
+    };
+    let mut dirs: Vec<PathBuf> = files.iter().map(|(_, path)| directory_of(path)).collect();
+    dirs.sort();
+    dirs.dedup();
+    let mut watching = false;
+    for dir in dirs {
+        match watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+            Ok(()) => watching = true,
+            Err(e) => tracing::warn!("cannot watch {}: {e}; reload with SIGHUP", dir.display()),
+        }
+    }
+    watching.then_some(watcher)
+}
+
+fn directory_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    }
 }

@@ -1,12 +1,15 @@
 //! The server feed: JSON as written ([`schema`]) and as loaded ([`Feed`], with a
 //! [`LoadReport`] of the entries that were skipped and why). This is the "feed" arrow:
 //! bytes of a file in, checked servers out. Eligibility (score, net speed) is decided by
-//! the table, which knows the zone configuration.
+//! the table, which knows the zone configuration. Where the bytes come from, a file or a
+//! polled URL, is [`source`].
 
 mod load;
 pub mod schema;
+pub mod source;
 
 pub use load::{load_file, load_slice};
+pub use source::{FeedSource, PollOptions};
 
 use std::fmt;
 use std::net::IpAddr;
@@ -138,6 +141,30 @@ pub enum FeedError {
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// The URL could not be fetched: no connection, a timeout, a broken transfer.
+    #[error("{url}: cannot fetch: {reason}")]
+    Fetch {
+        /// The feed URL.
+        url: String,
+        /// The HTTP client's message.
+        reason: String,
+    },
+    /// The server answered with a status that is neither 2xx nor 304.
+    #[error("{url}: HTTP status {status}, expected 200 or 304")]
+    Status {
+        /// The feed URL.
+        url: String,
+        /// The status code.
+        status: u16,
+    },
+    /// The body is larger than the limit.
+    #[error("{url}: body larger than {limit} bytes")]
+    TooLarge {
+        /// The feed URL.
+        url: String,
+        /// The limit in bytes.
+        limit: u64,
     },
     /// Not JSON, or not the feed's shape.
     #[error("{origin}: not a feed: {reason}")]

@@ -221,6 +221,126 @@ impl TestServer {
     }
 }
 
+/// Where the feed of [`TestServer::start_sources`] comes from.
+pub enum FeedFrom<'a> {
+    /// A file with this text: `servers.json` in the server's directory.
+    File(&'a str),
+    /// A URL, polled.
+    Url(&'a str),
+}
+
+impl TestServer {
+    /// Starts a server whose zone configuration (`zone.toml`) and GeoIP database
+    /// (`geoip.mmdb`, a copy of `geoip`) are files in its own directory, so that a test may
+    /// replace either, and whose feed is a file there or a URL polled with `poll`.
+    pub async fn start_sources(
+        config: &str,
+        feed: FeedFrom<'_>,
+        geoip: &Path,
+        poll: pooldns::feed::PollOptions,
+    ) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("zone.toml");
+        let geoip_path = dir.path().join("geoip.mmdb");
+        let feed_path = dir.path().join("servers.json");
+        std::fs::write(&config_path, config).expect("write config");
+        std::fs::copy(geoip, &geoip_path).expect("copy GeoIP database");
+        let feed_arg = match feed {
+            FeedFrom::File(text) => {
+                std::fs::write(&feed_path, text).expect("write feed");
+                feed_path.clone()
+            }
+            FeedFrom::Url(url) => PathBuf::from(url),
+        };
+        let sources = Sources {
+            config: config_path,
+            feed: feed_arg,
+            geoip: Some(geoip_path),
+        };
+        // Loading a URL blocks on the network: off the test's runtime.
+        let mut reloader = tokio::task::spawn_blocking(move || Reloader::load_with(sources, poll))
+            .await
+            .expect("load task")
+            .expect("load");
+        let listeners = Listeners::bind(&["127.0.0.1:0".parse().unwrap()]).expect("bind");
+        let addr = listeners.udp_addrs()[0];
+        let table = reloader.table();
+        let reload = reloader.status();
+        reloader.start_watching();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (reload_stop, reload_stopped) = oneshot::channel::<()>();
+        let served = table.clone();
+        let metrics = std::sync::Arc::new(pooldns::metrics::Metrics::default());
+        let server = tokio::spawn(async move {
+            server::run(
+                listeners,
+                served,
+                metrics,
+                ServerOptions::default(),
+                async move {
+                    let _ = stopped.await;
+                    let _ = reload_stop.send(());
+                },
+            )
+            .await
+            .expect("serve");
+        });
+        let reload_task = tokio::spawn(reloader.run(None, async move {
+            let _ = reload_stopped.await;
+        }));
+        TestServer {
+            addr,
+            table,
+            dir,
+            feed_path,
+            stop: Some(stop),
+            reload,
+            tasks: vec![server, reload_task],
+        }
+    }
+
+    /// The zone configuration of a server from [`TestServer::start_sources`].
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("zone.toml")
+    }
+
+    /// The GeoIP database of a server from [`TestServer::start_sources`].
+    pub fn geoip_path(&self) -> PathBuf {
+        self.dir.path().join("geoip.mmdb")
+    }
+
+    /// Replaces a file of the server's directory the way deploy tools do (write aside,
+    /// rename over).
+    pub fn replace_file(&self, name: &str, contents: &[u8]) {
+        let tmp = self.dir.path().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, contents).expect("write file");
+        std::fs::rename(&tmp, self.dir.path().join(name)).expect("rename file");
+    }
+
+    /// Loads accepted so far.
+    pub fn loads_ok(&self) -> u64 {
+        self.reload
+            .loads_ok
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Loads refused so far.
+    pub fn loads_refused(&self) -> u64 {
+        self.reload
+            .loads_refused
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The reason of the last refusal, if any.
+    pub fn last_refusal(&self) -> Option<String> {
+        self.reload
+            .last_refusal
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(|(_, why)| why.clone()))
+    }
+}
+
 /// Sends raw bytes over UDP from a fresh socket.
 pub async fn raw_udp(addr: SocketAddr, packet: &[u8], wait: Duration) -> Option<Vec<u8>> {
     let socket = UdpSocket::bind("127.0.0.1:0").await.ok()?;

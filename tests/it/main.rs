@@ -5,6 +5,7 @@
 mod cli;
 mod compare;
 mod fairness;
+mod feed_source;
 mod geo;
 mod harness;
 mod names;
