@@ -511,7 +511,7 @@ impl Reloader {
                 _ = &mut shutdown => return,
                 Some(()) = wake.recv() => {
                     // Let a burst of writes settle before reading the files.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     while wake.try_recv().is_ok() {}
                     let changed = Changed(pending.swap(0, Ordering::AcqRel));
                     if changed.0 != 0 {

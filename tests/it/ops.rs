@@ -484,7 +484,7 @@ fn check_exits_nonzero_naming_a_bad_feed_entry() {
         "{stdout}"
     );
     assert!(
-        stderr.contains("pooldns: 1 feed entries were skipped"),
+        stderr.contains("pooldns: 1 feed entry was skipped"),
         "{stderr}"
     );
     assert!(!stdout.lines().any(|l| l == "ok"), "{stdout}");
@@ -591,7 +591,7 @@ fn explain_shows_region_network_scope_chain_and_candidates_summing_to_min_4_n() 
     assert_eq!(e.line("chain"), "jp (2 eligible) ← answers");
     assert_eq!(
         e.line("subset"),
-        "the zone is too small to split: every server"
+        "none: AAAA is served only here, from the whole IPv6 zone"
     );
     assert_eq!(e.candidates.len(), 2);
     e.assert_probabilities();
