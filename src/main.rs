@@ -6,6 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+// mimalloc instead of glibc malloc: tables are built on a blocking thread and freed on
+// another, which left glibc's per-thread arenas holding the old tables' memory (RSS grew
+// from 214 MB to 560 MB over a few reloads of a 100,000-server feed).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use pooldns::feed::PollOptions;
 use pooldns::reload::{Reloader, Sources};
 use pooldns::server::{self, Listeners, ServerOptions};

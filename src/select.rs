@@ -30,10 +30,10 @@ use rand::seq::SliceRandom;
 pub const MAX_PICK: usize = 16;
 
 /// How many independently shuffled orderings a set of `n` members keeps: many for small
-/// sets, where one ordering yields only a few distinct answers, at least 8 for large ones,
+/// sets, where one ordering yields only a few distinct answers, at least 4 for large ones (from 4,096 members),
 /// where memory matters and each ordering already yields about n distinct answers.
 pub fn orderings_for(n: usize) -> usize {
-    (16_384 / n.max(1)).clamp(8, 64)
+    (16_384 / n.max(1)).clamp(4, 64)
 }
 
 /// A set of servers ready for picking: members with their inclusion probabilities laid

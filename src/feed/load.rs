@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
 
-use super::schema::{Entry, File};
+use super::schema::{Entry, File, IdOnly};
 use super::{Feed, FeedError, LoadReport, Server, SkipReason, Skipped};
 use crate::continent::{self, Continent};
 
@@ -44,9 +44,13 @@ pub fn load_slice(source: &str, bytes: &[u8]) -> Result<Feed, FeedError> {
     let mut servers = Vec::with_capacity(file.servers.len());
     let mut by_ip: HashMap<IpAddr, u64> = HashMap::with_capacity(file.servers.len());
     let mut ids: HashSet<u64> = HashSet::with_capacity(file.servers.len());
-    for (index, value) in file.servers.into_iter().enumerate() {
-        let id = value.get("id").and_then(serde_json::Value::as_u64);
-        match check_entry(value) {
+    for (index, raw) in file.servers.iter().enumerate() {
+        let checked = check_entry(raw.get());
+        let id = match &checked {
+            Ok(server) => Some(server.id),
+            Err(_) => serde_json::from_str::<IdOnly>(raw.get()).ok().and_then(|e| e.id),
+        };
+        match checked {
             Ok(server) => {
                 if let Some(&first_id) = by_ip.get(&server.ip) {
                     report.skipped.push(Skipped {
@@ -80,9 +84,13 @@ pub fn load_slice(source: &str, bytes: &[u8]) -> Result<Feed, FeedError> {
     })
 }
 
-fn check_entry(value: serde_json::Value) -> Result<Server, SkipReason> {
-    let entry: Entry =
-        serde_json::from_value(value).map_err(|e| SkipReason::Malformed(e.to_string()))?;
+fn check_entry(raw: &str) -> Result<Server, SkipReason> {
+    let entry: Entry = serde_json::from_str(raw).map_err(|e| {
+        // The position is inside the entry, not the file: leave it out.
+        let text = e.to_string();
+        let reason = text.rsplit_once(" at line ").map_or(text.as_str(), |(r, _)| r);
+        SkipReason::Malformed(reason.to_owned())
+    })?;
     let ip: IpAddr = entry
         .ip
         .trim()

@@ -1,5 +1,6 @@
-//! The feed JSON as written. Entries stay raw JSON values here so that one bad entry is
-//! reported and skipped instead of failing the whole feed.
+//! The feed JSON as written. Entries stay raw JSON text here (not a tree of values: a
+//! 100,000-server feed would cost hundreds of megabytes) so that each is parsed on its own
+//! and one bad entry is reported and skipped instead of failing the whole feed.
 
 use serde::Deserialize;
 
@@ -10,7 +11,14 @@ pub struct File {
     #[serde(default)]
     pub serial: Option<serde_json::Value>,
     /// The entries, checked one by one.
-    pub servers: Vec<serde_json::Value>,
+    pub servers: Vec<Box<serde_json::value::RawValue>>,
+}
+
+/// Just the id of an entry, to name an entry that failed to parse.
+#[derive(Debug, Deserialize)]
+pub struct IdOnly {
+    /// Server id, when readable.
+    pub id: Option<u64>,
 }
 
 /// One entry as written.
