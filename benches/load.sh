@@ -1,0 +1,399 @@
+#!/usr/bin/env bash
+# Load benchmark of pooldns with dnsperf: throughput, latency, lost queries and the server's own
+# CPU per query, over UDP and TCP, with a realistic pool query mix and a 100,000-server feed;
+# optionally side by side with NSD and Knot DNS serving an equivalent static zone (--compare),
+# and a reload-under-load run (--reload). See benches/README.md.
+#
+#   benches/load.sh [--compare] [--reload] [--duration S] [--servers N] [--quick] ...
+#
+# Everything runs on 127.0.0.1 in a temp dir; every child process is stopped on exit.
+# Exit status: 0 = done; 1 = pooldns (or NSD/Knot) failed to start or died, or a tool is
+# missing; 2 = the reload run found a lost or wrong answer or missed a target; 64 = bad usage.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LB="$ROOT/benches/load/lb.py"
+
+DURATION=15          # seconds per saturating dnsperf run
+RATE_DURATION=       # seconds per fixed-rate run (default: min(DURATION, 10))
+SERVERS=100000       # servers in the generated feed
+RATE=20000           # offered queries/s of the fixed-rate run
+CLIENTS=16           # dnsperf -c
+OUTSTANDING=200      # dnsperf -q (Knot's default socket buffers overflow from about 300 on)
+THREADS=1            # dnsperf -T
+WORKERS=$(nproc)     # UDP workers of every server (pooldns --udp-workers, NSD server-count,
+                     # Knot udp-workers)
+REPEAT=1             # repetitions of every run (the tables show the median)
+RELOAD_EVERY=3       # seconds between feed rewrites in --reload
+COMPARE=0
+SCALING=0            # --scaling N: also a second pooldns with an N-server feed
+RELOAD=0
+QUICK=0
+KEEP=0
+RUNS="udp,udp-ecs,tcp,rate"
+PREBUILT=            # --pooldns BIN: use this binary instead of building
+
+usage() {
+    cat <<EOF
+usage: benches/load.sh [options]
+
+  --compare          also run NSD and Knot DNS on an equivalent static zone, same load, and
+                     print the ratios (installs nsd and knot from Debian when missing)
+  --scaling N        also run a second pooldns with an N-server feed (e.g. 1000) under the same
+                     load: the ratio pooldns / pd-N of q/CPU-s shows how the per-query cost
+                     grows with the pool
+  --reload           also run reload under load: rewrite the feed every ${RELOAD_EVERY} s while dnsperf
+                     runs; report build time, swap time, RSS, lost and wrong answers
+  --duration S       seconds per saturating run (default $DURATION; the reload run takes 2 x S)
+  --rate-duration S  seconds per fixed-rate run (default min(S, 10))
+  --servers N        servers in the generated feed (default $SERVERS)
+  --rate Q           offered queries/s of the fixed-rate run (default $RATE)
+  --clients N        dnsperf -c (default $CLIENTS)
+  --outstanding N    dnsperf -q (default $OUTSTANDING)
+  --threads N        dnsperf -T (default $THREADS)
+  --workers N        UDP workers of every server (default: nproc = $WORKERS)
+  --repeat N         run everything N times, interleaved; tables show medians (default 1)
+  --runs LIST        which runs, of udp,udp-ecs,tcp,rate (default all)
+  --quick            smoke test: 3 s runs (reload 9 s)
+  --keep             keep the temp dir (logs, dnsperf outputs, zone, feeds)
+  --pooldns BIN      use this pooldns binary instead of 'cargo build --release' (gen_feed is
+                     taken from BIN's directory's examples/ when it is there)
+  -h, --help         this text
+EOF
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --compare) COMPARE=1 ;;
+        --reload) RELOAD=1 ;;
+        --scaling) SCALING=${2:?}; shift ;;
+        --quick) QUICK=1 ;;
+        --keep) KEEP=1 ;;
+        --duration) DURATION=${2:?}; shift ;;
+        --rate-duration) RATE_DURATION=${2:?}; shift ;;
+        --servers) SERVERS=${2:?}; shift ;;
+        --rate) RATE=${2:?}; shift ;;
+        --clients) CLIENTS=${2:?}; shift ;;
+        --outstanding) OUTSTANDING=${2:?}; shift ;;
+        --threads) THREADS=${2:?}; shift ;;
+        --workers) WORKERS=${2:?}; shift ;;
+        --repeat) REPEAT=${2:?}; shift ;;
+        --runs) RUNS=${2:?}; shift ;;
+        --pooldns) PREBUILT=${2:?}; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "load.sh: unknown option $1" >&2; usage >&2; exit 64 ;;
+    esac
+    shift
+done
+for v in DURATION SERVERS RATE CLIENTS OUTSTANDING THREADS WORKERS REPEAT; do
+    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "load.sh: --${v,,} needs a positive integer" >&2; exit 64; }
+done
+if [ "$QUICK" = 1 ]; then
+    DURATION=3
+    RATE_DURATION=3
+fi
+RATE_DURATION=${RATE_DURATION:-$(( DURATION < 10 ? DURATION : 10 ))}
+RELOAD_DURATION=$(( 2 * DURATION < 9 ? 9 : 2 * DURATION ))
+
+log() { printf '%s\n' "$*"; }
+die() { printf 'load.sh: %s\n' "$*" >&2; exit 1; }
+
+# ------------------------------------------------------------------------------------------
+# Tools (Debian packages; apt-get update at most once)
+
+APT_UPDATED=0
+apt_install() {
+    command -v apt-get >/dev/null || die "apt-get not found: install $* by hand"
+    [ "$(id -u)" = 0 ] || die "$* missing and not root: install them (apt-get install $*)"
+    if [ "$APT_UPDATED" = 0 ]; then
+        log "apt-get update"
+        apt-get update -qq
+        APT_UPDATED=1
+    fi
+    log "apt-get install $*"
+    # Do not let the packages start their system services (NSD and Knot would take port 53).
+    local made_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || {
+        [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+        die "apt-get install $* failed"
+    }
+    [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+    return 0
+}
+
+command -v python3 >/dev/null || apt_install python3
+command -v dnsperf >/dev/null || apt_install dnsperf
+NSD=$(command -v nsd || echo /usr/sbin/nsd)
+KNOTD=$(command -v knotd || echo /usr/sbin/knotd)
+if [ "$COMPARE" = 1 ]; then
+    missing=()
+    [ -x "$NSD" ] || missing+=(nsd)
+    [ -x "$KNOTD" ] || missing+=(knot)
+    [ ${#missing[@]} = 0 ] || apt_install "${missing[@]}"
+fi
+command -v cargo >/dev/null || die "cargo not found"
+
+# ------------------------------------------------------------------------------------------
+# Temp dir, child processes, cleanup
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/pooldns-load.XXXXXX")
+CHILDREN=()
+forget() {  # pid: a child that has been waited for; never signal its (reusable) pid again
+    local keep=() p
+    for p in "${CHILDREN[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    CHILDREN=("${keep[@]}")
+}
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    for pid in "${CHILDREN[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${CHILDREN[@]}"; do
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [ "$KEEP" = 1 ]; then
+        log "kept $TMP"
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ------------------------------------------------------------------------------------------
+# Build, feed, queries
+
+cd "$ROOT"
+if [ -n "$PREBUILT" ]; then
+    [ -x "$PREBUILT" ] || die "--pooldns $PREBUILT: not an executable"
+    POOLDNS=$(cd "$(dirname "$PREBUILT")" && pwd)/$(basename "$PREBUILT")
+    GEN_FEED=$(dirname "$POOLDNS")/examples/gen_feed
+    if [ ! -x "$GEN_FEED" ]; then
+        log "building gen_feed (release)"
+        cargo build --release --quiet --example gen_feed
+        GEN_FEED=
+    fi
+else
+    log "building pooldns (release)"
+    cargo build --release --quiet --bin pooldns --example gen_feed
+    POOLDNS=
+    GEN_FEED=
+fi
+if [ -z "$POOLDNS" ] || [ -z "$GEN_FEED" ]; then
+    TARGET=$(cargo metadata --format-version 1 --no-deps |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+    POOLDNS=${POOLDNS:-$TARGET/release/pooldns}
+    GEN_FEED=${GEN_FEED:-$TARGET/release/examples/gen_feed}
+fi
+CONFIG="$ROOT/zones/pool.ntp.org.toml"
+GEOIP="$ROOT/data/dbip-country.mmdb"
+
+log "generating a feed of $SERVERS servers"
+"$GEN_FEED" --servers "$SERVERS" --seed 1 > "$TMP/feed-a.json"
+cp "$TMP/feed-a.json" "$TMP/feed.json"
+if [ "$SCALING" != 0 ]; then
+    [[ $SCALING =~ ^[1-9][0-9]*$ ]] || { echo "load.sh: --scaling needs a positive integer" >&2; exit 64; }
+    "$GEN_FEED" --servers "$SCALING" --seed 1 > "$TMP/feed-small.json"
+fi
+if [ "$RELOAD" = 1 ]; then
+    "$GEN_FEED" --servers "$SERVERS" --seed 2 --serial 1763802000 > "$TMP/feed-b.json"
+fi
+log "query files: $(python3 "$LB" queries "$TMP/q" --count 100000)"
+
+# ------------------------------------------------------------------------------------------
+# Servers
+
+declare -A PORT PID
+
+wait_ready() {  # name pid port logfile
+    local name=$1 pid=$2 port=$3 logfile=$4
+    for _ in $(seq 300); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "$name exited during startup; its log:"
+            tail -n 20 "$logfile" >&2 || true
+            return 1
+        fi
+        python3 "$LB" probe "$port" && return 0
+        sleep 0.1
+    done
+    log "$name does not answer on 127.0.0.1:$port after 30 s; its log:"
+    tail -n 20 "$logfile" >&2 || true
+    return 1
+}
+
+start_pooldns() {  # name feed
+    local name=$1 feed=$2 port
+    port=$(python3 "$LB" freeport) || die "no free port"
+    # No HTTP status listener (it has a fixed default port and is not what is measured).
+    local extra=()
+    "$POOLDNS" serve --help 2>/dev/null | grep -q -- '--http' && extra+=(--http none)
+    NO_COLOR=1 RUST_LOG=info "$POOLDNS" serve --config "$CONFIG" --feed "$feed" \
+        --geoip "$GEOIP" --listen "127.0.0.1:$port" --udp-workers "$WORKERS" "${extra[@]}" \
+        > "$TMP/$name.out" 2> "$TMP/$name.log" &
+    local pid=$!
+    CHILDREN+=("$pid")
+    wait_ready "$name" "$pid" "$port" "$TMP/$name.log" || die "$name failed to start"
+    PORT[$name]=$port
+    PID[$name]=$pid
+    log "$name: pid $pid on 127.0.0.1:$port, $WORKERS UDP workers; $(sed 's/\x1b\[[0-9;]*m//g' \
+        "$TMP/$name.log" | grep -o 'eligible_v4=[0-9]* eligible_v6=[0-9]*.*build_ms=[0-9]*' | head -1) ms"
+}
+
+start_static() {  # nsd|knot
+    local name=$1 port dir="$TMP/$1" pid
+    port=$(python3 "$LB" freeport) || die "no free port"
+    mkdir -p "$dir"
+    sed -e "s|@DIR@|$dir|g; s|@PORT@|$port|g; s|@ZONE@|$TMP/pool.ntp.org.zone|g; s|@WORKERS@|$WORKERS|g" \
+        "$ROOT/benches/load/$name.conf.in" > "$dir/$name.conf"
+    if [ "$name" = nsd ]; then
+        "$NSD" -d -c "$dir/nsd.conf" > "$dir/log" 2>&1 &
+    else
+        "$KNOTD" -c "$dir/knot.conf" > "$dir/log" 2>&1 &
+    fi
+    pid=$!
+    CHILDREN+=("$pid")
+    wait_ready "$name" "$pid" "$port" "$dir/log" || die "$name failed to start"
+    PORT[$name]=$port
+    PID[$name]=$pid
+    log "$name: pid $pid on 127.0.0.1:$port, $WORKERS UDP workers"
+}
+
+start_pooldns pooldns "$TMP/feed.json"
+SERVER_LIST=(pooldns)
+if [ "$SCALING" != 0 ]; then
+    start_pooldns "pd-$SCALING" "$TMP/feed-small.json"
+    SERVER_LIST+=("pd-$SCALING")
+fi
+if [ "$COMPARE" = 1 ]; then
+    log "static zone for NSD and Knot: $(python3 "$LB" zone --feed "$TMP/feed-a.json" \
+        --config "$CONFIG" --names "$TMP/q/names.json" --out "$TMP/pool.ntp.org.zone")"
+    start_static nsd
+    start_static knot
+    SERVER_LIST+=(nsd knot)
+    python3 "$LB" equivalence --names "$TMP/q/names.json" --server "pooldns=${PORT[pooldns]}" \
+        --server "nsd=${PORT[nsd]}" --server "knot=${PORT[knot]}" \
+        || die "NSD or Knot do not answer like pooldns (rcode or record count); see above"
+fi
+
+# ------------------------------------------------------------------------------------------
+# Runs
+
+RUNS_JSON="$TMP/runs.jsonl"
+: > "$RUNS_JSON"
+
+measure() {  # server run rep [rate] -- dnsperf args
+    local server=$1 run=$2 rep=$3 rate=$4
+    shift 5
+    local rate_args=()
+    [ -n "$rate" ] && rate_args=(--rate "$rate")
+    # In the background and waited for, so that a signal is handled at once (the trap stops
+    # this measurement, which stops its dnsperf, and then the servers).
+    python3 "$LB" measure --pid "${PID[$server]}" --server "$server" --run "$run" --rep "$rep" \
+        "${rate_args[@]}" --out "$TMP/dnsperf-$run-$server-$rep.txt" --runs "$RUNS_JSON" -- \
+        dnsperf -B -s 127.0.0.1 -p "${PORT[$server]}" -T "$THREADS" -c "$CLIENTS" \
+        -q "$OUTSTANDING" -t 2 "$@" &
+    local mpid=$!
+    CHILDREN+=("$mpid")
+    local status=0
+    wait "$mpid" || status=$?
+    forget "$mpid"
+    [ "$status" = 0 ] || die "$server died during the $run run (see $TMP/dnsperf-$run-$server-$rep.txt)"
+}
+
+one_run() {  # run server rep
+    local run=$1 server=$2 rep=$3
+    case "$run" in
+        udp) measure "$server" udp "$rep" "" -- -d "$TMP/q/mix.bin" -l "$DURATION" ;;
+        udp-ecs) measure "$server" udp-ecs "$rep" "" -- -d "$TMP/q/ecs.bin" -l "$DURATION" ;;
+        tcp) measure "$server" tcp "$rep" "" -- -m tcp -d "$TMP/q/mix.bin" -l "$DURATION" ;;
+        rate) measure "$server" rate "$rep" "$RATE" -- -d "$TMP/q/mix.bin" \
+                  -l "$RATE_DURATION" -Q "$RATE" -v ;;
+        *) die "unknown run $run (use udp,udp-ecs,tcp,rate)" ;;
+    esac
+}
+
+log ""
+log "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), kernel $(uname -r); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ -n "$PREBUILT" ]; then
+    POOLDNS_VERSION="$("$POOLDNS" --version 2>/dev/null | head -1) ($POOLDNS)"
+else
+    POOLDNS_VERSION="$("$POOLDNS" --version 2>/dev/null | head -1) ($(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'))"
+fi
+log "versions: dnsperf $(dnsperf -h 2>&1 | grep -m1 '^Version' | cut -d' ' -f2 || true); $POOLDNS_VERSION$(
+    [ "$COMPARE" = 1 ] && printf '; %s; %s' "$("$NSD" -v 2>&1 | head -1)" "$("$KNOTD" -V 2>&1 | head -1)")"
+log "dnsperf -T $THREADS -c $CLIENTS -q $OUTSTANDING -t 2, binary query files (-B), ${DURATION} s saturating runs, ${RATE_DURATION} s at $RATE q/s; $REPEAT repetition(s)"
+IFS=, read -r -a RUN_LIST <<< "$RUNS"
+for rep in $(seq "$REPEAT"); do
+    order=("${SERVER_LIST[@]}")
+    # Alternate the order between repetitions so that slow drifts in the machine's other
+    # load do not always favour the same server.
+    if [ $((rep % 2)) = 0 ]; then
+        order=()
+        for ((i = ${#SERVER_LIST[@]} - 1; i >= 0; i--)); do order+=("${SERVER_LIST[$i]}"); done
+    fi
+    for run in "${RUN_LIST[@]}"; do
+        for server in "${order[@]}"; do
+            one_run "$run" "$server" "$rep"
+        done
+    done
+done
+log "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 "$LB" report "$RUNS_JSON"
+
+# ------------------------------------------------------------------------------------------
+# Reload under load
+
+STATUS=0
+if [ "$RELOAD" = 1 ]; then
+    log ""
+    log "reload under load: ${RELOAD_DURATION} s of dnsperf against pooldns, the feed rewritten every ${RELOAD_EVERY} s"
+    pid=${PID[pooldns]}
+    rss_sampler() {
+        while kill -0 "$pid" 2>/dev/null; do
+            awk '/^VmRSS:/{r=$2} /^VmHWM:/{h=$2} END{print r, h}' "/proc/$pid/status" || true
+            sleep 0.25
+        done
+    }
+    rss_sampler > "$TMP/rss.txt" &
+    RSS_PID=$!
+    CHILDREN+=("$RSS_PID")
+    python3 "$LB" swapper --feed "$TMP/feed.json" --source "$TMP/feed-a.json" \
+        --source "$TMP/feed-b.json" --every "$RELOAD_EVERY" --duration $((RELOAD_DURATION - 1)) \
+        --log "$TMP/swaps.txt" &
+    SWAP_PID=$!
+    CHILDREN+=("$SWAP_PID")
+    python3 "$LB" check --port "${PORT[pooldns]}" --feed "$TMP/feed-a.json" \
+        --feed "$TMP/feed-b.json" --config "$CONFIG" --duration "$RELOAD_DURATION" \
+        --rate 1000 > "$TMP/check.json" &
+    CHECK_PID=$!
+    CHILDREN+=("$CHECK_PID")
+    measure pooldns reload 1 "" -- -d "$TMP/q/mix.bin" -l "$RELOAD_DURATION" -S 1
+    wait "$SWAP_PID" || die "the feed swapper failed"
+    forget "$SWAP_PID"
+    wait "$CHECK_PID" || die "the answer check failed to run"
+    forget "$CHECK_PID"
+    sleep 1.5      # the last rename's reload
+    kill "$RSS_PID" 2>/dev/null || true
+    wait "$RSS_PID" 2>/dev/null || true
+    forget "$RSS_PID"
+    python3 "$LB" reload-report --log "$TMP/pooldns.log" --swaps "$TMP/swaps.txt" \
+        --rss "$TMP/rss.txt" --runs "$RUNS_JSON" --check "$TMP/check.json" \
+        --servers "$SERVERS" --every "$RELOAD_EVERY" || STATUS=2
+fi
+
+kill -0 "${PID[pooldns]}" 2>/dev/null || die "pooldns is gone at the end"
+exit "$STATUS"

@@ -1,0 +1,965 @@
+#!/usr/bin/env python3
+"""Helpers for benches/load.sh (python3 standard library only).
+
+Subcommands (each prints to stdout unless told otherwise):
+
+  queries DIR         write the dnsperf query files (binary, for `dnsperf -B`) and the list of
+                      (name, type) pairs they ask, plus a readable sample
+  zone                write a static zone equivalent to what pooldns answers for those names
+  equivalence         send every distinct query once to each server and compare rcode, answer
+                      count and response size (a guard that the comparison is fair)
+  freeport            print a loopback port free for UDP and TCP
+  probe PORT          exit 0 when a server answers on 127.0.0.1:PORT
+  ticks PID           utime+stime (clock ticks) of PID and all its descendants
+  rss PID             VmRSS and VmHWM (kB) of PID
+  measure -- CMD      run dnsperf, measure server CPU around it, append a JSON line
+  swapper             rewrite the feed every few seconds, alternating two files, by rename
+  check               query pooldns during swaps and verify every answer against both feeds
+  reload-report       summarise the reload-under-load run; exit 1 when a target is missed
+  report              print the result tables (medians over repetitions) and the ratios
+"""
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+ORIGIN = "pool.ntp.org"
+
+# ------------------------------------------------------------------------------------------
+# The query mix: (relative name, type, weight per 1000). "@" is the apex. It is shaped like
+# pool traffic: mostly A for the numbered names, the apex, vendor and country names; AAAA where
+# pooldns serves it (under "2.") and where it answers NODATA; NXDOMAIN; SOA/NS at the apex.
+
+NUMBERED = [("0", "A", 110), ("1", "A", 105), ("2", "A", 100), ("3", "A", 95)]
+APEX = [("@", "A", 100)]
+VENDORS = [
+    ("0.debian", "A", 20), ("1.debian", "A", 15), ("2.debian", "A", 15), ("3.debian", "A", 10),
+    ("0.android", "A", 15), ("1.android", "A", 10), ("2.android", "A", 5),
+    ("0.ubuntu", "A", 6), ("1.centos", "A", 6), ("0.openwrt", "A", 6), ("2.fedora", "A", 5),
+    ("0.rhel", "A", 4), ("1.opensuse", "A", 3),
+]
+COUNTRIES = [
+    ("de", "A", 18), ("us", "A", 18), ("fr", "A", 10), ("uk", "A", 8), ("gb", "A", 4),
+    ("nl", "A", 8), ("jp", "A", 6), ("ca", "A", 5), ("au", "A", 5), ("ch", "A", 4),
+    ("se", "A", 3), ("br", "A", 3), ("sg", "A", 3), ("in", "A", 3), ("za", "A", 2),
+    ("0.de", "A", 8), ("1.de", "A", 5), ("2.fr", "A", 6), ("1.us", "A", 6), ("0.us", "A", 5),
+    ("3.uk", "A", 3), ("0.nl", "A", 3), ("2.jp", "A", 2),
+    ("europe", "A", 6), ("asia", "A", 4), ("north-america", "A", 3), ("0.europe", "A", 3),
+    ("1.asia", "A", 2), ("2.south-america", "A", 1),
+]
+AAAA = [
+    ("2", "AAAA", 50), ("2.debian", "AAAA", 8), ("2.de", "AAAA", 5), ("2.us", "AAAA", 4),
+    ("2.europe", "AAAA", 3),
+]
+NODATA = [("0", "AAAA", 15), ("1", "AAAA", 10), ("3", "AAAA", 8), ("@", "AAAA", 12),
+          ("0.debian", "AAAA", 5), ("@", "TXT", 2), ("de", "MX", 1)]
+META = [("@", "SOA", 12), ("@", "NS", 12)]
+# NXDOMAIN: typos, search-list accidents, names that do not exist (4.), and random labels
+# (the "random subdomain" pattern; RANDOM is replaced by a fresh label per query).
+NXDOMAIN = [("4", "A", 8), ("time", "A", 5), ("ntp", "A", 4), ("0.pool.ntp.org", "A", 4),
+            ("xx", "A", 3), ("5.de", "A", 2), ("RANDOM", "A", 24)]
+
+MIX = NUMBERED + APEX + VENDORS + COUNTRIES + AAAA + NODATA + META + NXDOMAIN
+CATEGORY = {}
+for _cat, _rows in (("A numbered", NUMBERED), ("A apex", APEX), ("A vendor", VENDORS),
+                    ("A country/continent", COUNTRIES), ("AAAA answer", AAAA),
+                    ("NODATA", NODATA), ("SOA/NS", META), ("NXDOMAIN", NXDOMAIN)):
+    for _row in _rows:
+        CATEGORY[(_row[0], _row[1])] = _cat
+
+QTYPE = {"A": 1, "NS": 2, "SOA": 6, "MX": 15, "TXT": 16, "AAAA": 28}
+
+
+def fqdn(rel):
+    return ORIGIN if rel == "@" else f"{rel}.{ORIGIN}"
+
+
+def encode_name(name):
+    out = bytearray()
+    for label in name.rstrip(".").split("."):
+        raw = label.encode()
+        out.append(len(raw))
+        out += raw
+    out.append(0)
+    return bytes(out)
+
+
+def make_query(name, qtype, qid=0, edns=True, do=False, ecs=None, bufsize=1232, rd=False):
+    """A query in wire format. ecs = (family, source prefix, address bytes) or None."""
+    flags = 0x0100 if rd else 0
+    ar = 1 if edns else 0
+    msg = struct.pack("!HHHHHH", qid, flags, 1, 0, 0, ar)
+    msg += encode_name(name) + struct.pack("!HH", QTYPE[qtype], 1)
+    if edns:
+        opts = b""
+        if ecs is not None:
+            family, prefix, addr = ecs
+            nbytes = (prefix + 7) // 8
+            data = struct.pack("!HBB", family, prefix, 0) + addr[:nbytes]
+            opts += struct.pack("!HH", 8, len(data)) + data
+        ttl = 0x8000 if do else 0
+        msg += b"\x00" + struct.pack("!HHIH", 41, bufsize, ttl, len(opts)) + opts
+    return msg
+
+
+def random_case(rng, name):
+    return "".join(c.upper() if c.isalpha() and rng.random() < 0.5 else c for c in name)
+
+
+def public_v4(rng):
+    """A random /24 outside private, shared, loopback, link-local, multicast, documentation
+    and benchmarking space (so that GeoIP decides its country)."""
+    while True:
+        a, b, c = rng.randrange(1, 224), rng.randrange(256), rng.randrange(256)
+        if a in (10, 100, 127) and (a != 100 or 64 <= b < 128) or a == 0:
+            continue
+        if (a, b) in ((169, 254), (192, 168)) or (a == 172 and 16 <= b < 32):
+            continue
+        if (a, b) in ((198, 18), (198, 19)) or (a, b, c) in ((192, 0, 2), (198, 51, 100),
+                                                             (203, 0, 113), (192, 0, 0)):
+            continue
+        return bytes([a, b, c, 0])
+
+
+def public_v6(rng):
+    """A random /56 in the RIR-allocated 2400::/12 (APNIC), 2600::/12 (ARIN), 2a00::/12
+    (RIPE), 2800::/12 (LACNIC) or 2c00::/12 (AFRINIC) blocks."""
+    top = rng.choice([0x2400, 0x2600, 0x2a00, 0x2a00, 0x2800, 0x2c00])
+    first = top | rng.randrange(0x10)
+    rest = bytes(rng.randrange(256) for _ in range(5))
+    return struct.pack("!H", first) + rest + b"\x00" * 9
+
+
+def cmd_queries(args):
+    rng = random.Random(args.seed)
+    os.makedirs(args.dir, exist_ok=True)
+    population = [(n, t) for n, t, _ in MIX]
+    weights = [w for _, _, w in MIX]
+    picks = rng.choices(population, weights, k=args.count)
+    subnets = [(1, 24, public_v4(rng)) if rng.random() < 0.8 else (2, 56, public_v6(rng))
+               for _ in range(4000)]
+    counts = {}
+    plain = bytearray()
+    ecs = bytearray()
+    sample = []
+    for i, (rel, qtype) in enumerate(picks):
+        if rel == "RANDOM":
+            rel = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789")
+                          for _ in range(rng.randrange(6, 14)))
+            cat = "NXDOMAIN"
+        else:
+            cat = CATEGORY[(rel, qtype)]
+        counts[cat] = counts.get(cat, 0) + 1
+        name = fqdn(rel)
+        if rng.random() < 0.10:      # 0x20 case randomisation, as some resolvers do
+            name = random_case(rng, name)
+        # Without ECS: 85 % EDNS (10 % of them with DO), 15 % plain DNS.
+        edns = rng.random() < 0.85
+        do = edns and rng.random() < 0.10
+        q = make_query(name, qtype, edns=edns, do=do)
+        plain += struct.pack("!H", len(q)) + q
+        # With ECS: every query has EDNS and a client subnet (80 % IPv4 /24, 20 % IPv6 /56).
+        sub = rng.choice(subnets)
+        q = make_query(name, qtype, edns=True, do=do, ecs=sub)
+        ecs += struct.pack("!H", len(q)) + q
+        if i < 40:
+            family = socket.AF_INET if sub[0] == 1 else socket.AF_INET6
+            sample.append(f"{name} {qtype} edns={int(edns)} do={int(do)} "
+                          f"ecs={socket.inet_ntop(family, sub[2])}/{sub[1]}")
+    with open(os.path.join(args.dir, "mix.bin"), "wb") as f:
+        f.write(plain)
+    with open(os.path.join(args.dir, "ecs.bin"), "wb") as f:
+        f.write(ecs)
+    with open(os.path.join(args.dir, "sample.txt"), "w") as f:
+        f.write("\n".join(sample) + "\n")
+    names = sorted({(n, t, CATEGORY[(n, t)]) for n, t, _ in MIX if n != "RANDOM"})
+    with open(os.path.join(args.dir, "names.json"), "w") as f:
+        json.dump(names, f)
+    total = sum(counts.values())
+    parts = ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in sorted(counts.items(),
+                                                                       key=lambda kv: -kv[1]))
+    print(f"{total} queries, {len(names)} distinct names+types plus random NXDOMAIN labels: {parts}")
+
+
+# ------------------------------------------------------------------------------------------
+# Feed and configuration
+
+
+def load_feed(path, min_score):
+    with open(path) as f:
+        feed = json.load(f)
+    v4, v6 = [], []
+    for s in feed["servers"]:
+        if s.get("netspeed", 0) > 0 and s.get("score", -1000) >= min_score:
+            (v6 if ":" in s["ip"] else v4).append(s)
+    return v4, v6
+
+
+def load_config(path):
+    import tomllib
+    with open(path, "rb") as f:
+        return tomllib.load(f)
+
+
+def cmd_zone(args):
+    """A zone with, for every name the query files ask for, 4 A (and under "2." 4 AAAA) records
+    at the answer TTL, taken from the feed's eligible servers (of that country where the name is
+    a country), plus the configuration's SOA, NS and static records: the same answers, in
+    size and shape, that pooldns gives, only static."""
+    cfg = load_config(args.config)
+    answers = cfg.get("answers", {})
+    ttl = answers.get("ttl", 150)
+    k = answers.get("records", 4)
+    min_score = answers.get("min_score", 10.0)
+    aliases = cfg.get("aliases", {})
+    v4, v6 = load_feed(args.feed, min_score)
+    rng = random.Random(7)
+    with open(args.names) as f:
+        names = [(n, t) for n, t, cat in json.load(f) if cat not in ("NXDOMAIN", "NODATA")]
+
+    def pick(servers, rel):
+        labels = rel.split(".")
+        cc = aliases.get(labels[-1], labels[-1])
+        local = [s for s in servers if aliases.get(s.get("country"), s.get("country")) == cc]
+        return [s["ip"] for s in rng.sample(local if len(local) >= k else servers, k)]
+
+    soa = cfg["soa"]
+    ns = cfg["ns"]
+    out = [f"$ORIGIN {ORIGIN}.", f"$TTL {soa.get('ttl', 3600)}",
+           f"@ {soa.get('ttl', 3600)} IN SOA {soa['mname'].rstrip('.')}. "
+           f"{soa['rname'].rstrip('.')}. 1 {soa.get('refresh', 5400)} {soa.get('retry', 5400)} "
+           f"{soa.get('expire', 1209600)} {soa.get('minimum', 3600)}"]
+    for n in ns["names"]:
+        out.append(f"@ {ns.get('ttl', 86400)} IN NS {n.rstrip('.')}.")
+    for r in cfg.get("records", []):
+        value = r["value"]
+        if r["type"] == "TXT":
+            vals = value if isinstance(value, list) else [value]
+            value = " ".join('"' + v.replace('"', '\\"') + '"' for v in vals)
+        elif r["type"] in ("CNAME", "NS"):
+            value = value.rstrip(".") + "."
+        elif r["type"] in ("MX", "SRV"):
+            parts = value.split()
+            parts[-1] = parts[-1] if parts[-1].endswith(".") else parts[-1] + "."
+            value = " ".join(parts)
+        out.append(f"{r['name']} {r.get('ttl', 3600)} IN {r['type']} {value}")
+    done = set()
+    for rel, qtype in names:
+        if qtype not in ("A", "AAAA") or (rel, qtype) in done:
+            continue
+        done.add((rel, qtype))
+        if qtype == "AAAA" and rel.split(".")[0] != "2":
+            continue                  # pooldns serves AAAA only under "2." (NODATA elsewhere)
+        for ip in pick(v4 if qtype == "A" else v6, rel):
+            out.append(f"{rel} {ttl} IN {qtype} {ip}")
+    with open(args.out, "w") as f:
+        f.write("\n".join(out) + "\n")
+    print(f"{len(done)} names with {k} records each")
+
+
+# ------------------------------------------------------------------------------------------
+# DNS over UDP (for the equivalence guard and the swap check)
+
+
+def skip_name(msg, off):
+    while True:
+        n = msg[off]
+        if n == 0:
+            return off + 1
+        if n & 0xC0 == 0xC0:
+            return off + 2
+        off += 1 + n
+
+
+def parse_response(msg):
+    """(id, rcode, [(type, rdata bytes)] of the answer section)."""
+    qid, flags, qd, an, _ns, _ar = struct.unpack("!HHHHHH", msg[:12])
+    off = 12
+    for _ in range(qd):
+        off = skip_name(msg, off) + 4
+    records = []
+    for _ in range(an):
+        off = skip_name(msg, off)
+        rtype, _cls, _ttl, rdlen = struct.unpack("!HHIH", msg[off:off + 10])
+        off += 10
+        records.append((rtype, msg[off:off + rdlen]))
+        off += rdlen
+    return qid, flags & 0xF, records
+
+
+def ask(port, wire, timeout=2.0):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(timeout)
+    try:
+        s.sendto(wire, ("127.0.0.1", port))
+        return s.recv(4096)
+    except OSError:
+        return None
+    finally:
+        s.close()
+
+
+def cmd_equivalence(args):
+    with open(args.names) as f:
+        names = [(n, t) for n, t, _ in json.load(f)]
+    names.append(("nx-equivalence-check", "A"))
+    servers = [(label, int(port)) for label, port in (s.split("=") for s in args.server)]
+    bad = 0
+    rows = []
+    for rel, qtype in names:
+        wire = make_query(fqdn(rel), qtype, qid=4242, edns=True)
+        got = []
+        for label, port in servers:
+            r = ask(port, wire)
+            if r is None:
+                got.append((label, None, None, None))
+            else:
+                _, rcode, recs = parse_response(r)
+                got.append((label, rcode, len(recs), len(r)))
+        ref = got[0]
+        for g in got[1:]:
+            if g[1] != ref[1] or g[2] != ref[2]:
+                bad += 1
+                rows.append(f"  {fqdn(rel)} {qtype}: " + ", ".join(
+                    f"{label} rcode={rc} answers={n} size={sz}" for label, rc, n, sz in got))
+                break
+        else:
+            sizes = {g[3] for g in got}
+            if len(sizes) > 1:
+                rows.append(f"  (size only) {fqdn(rel)} {qtype}: " + ", ".join(
+                    f"{label} {sz} B" for label, _, _, sz in got))
+    print(f"equivalence: {len(names)} distinct queries, {bad} with a different rcode or answer count")
+    for r in rows[:args.max_rows]:
+        print(r)
+    if len(rows) > args.max_rows:
+        print(f"  ... {len(rows) - args.max_rows} more")
+    return 1 if bad else 0
+
+
+# ------------------------------------------------------------------------------------------
+# Processes
+
+
+def cmd_freeport(args):
+    for _ in range(200):
+        port = random.randrange(53000, 54000) if args.start is None else args.start
+        if args.start is not None:
+            args.start += 1
+        try:
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            u.bind(("127.0.0.1", port))
+            t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            t.bind(("127.0.0.1", port))
+            u.close()
+            t.close()
+            print(port)
+            return 0
+        except OSError:
+            continue
+    return 1
+
+
+def proc_table():
+    table = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        rest = stat[stat.rindex(")") + 2:].split()
+        table[int(pid)] = (int(rest[1]), int(rest[11]) + int(rest[12]))
+    return table
+
+
+def cmd_ticks(args):
+    print(tree_ticks(args.pid)[0])
+
+
+def cmd_rss(args):
+    vals = {}
+    with open(f"/proc/{args.pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                vals[line.split(":")[0]] = int(line.split()[1])
+    print(vals.get("VmRSS", 0), vals.get("VmHWM", 0))
+
+
+# ------------------------------------------------------------------------------------------
+# dnsperf results
+
+
+def parse_dnsperf(path):
+    text = open(path, errors="replace").read()
+    r = {}
+
+    def num(pattern, cast=float):
+        m = re.search(pattern, text)
+        return cast(m.group(1)) if m else None
+
+    r["sent"] = num(r"Queries sent:\s+(\d+)", int)
+    r["completed"] = num(r"Queries completed:\s+(\d+)", int)
+    r["lost"] = num(r"Queries lost:\s+(\d+)", int)
+    r["interrupted"] = num(r"Queries interrupted:\s+(\d+)", int) or 0
+    r["runtime"] = num(r"Run time \(s\):\s+([\d.]+)")
+    r["qps"] = num(r"Queries per second:\s+([\d.]+)")
+    m = re.search(r"Average Latency \(s\):\s+([\d.]+) \(min ([\d.]+), max ([\d.]+)\)", text)
+    if m:
+        r["lat_avg"], r["lat_min"], r["lat_max"] = (float(x) for x in m.groups())
+    r["lat_sd"] = num(r"Latency StdDev \(s\):\s+([\d.]+)")
+    m = re.search(r"Average packet size:\s+request (\d+), response (\d+)", text)
+    if m:
+        r["req_size"], r["resp_size"] = int(m.group(1)), int(m.group(2))
+    m = re.search(r"Response codes:\s+(.*)", text)
+    r["rcodes"] = m.group(1).strip() if m else ""
+    # Per-response latencies (dnsperf -v): "> NOERROR name type 0.000123"
+    lats = [float(line.rsplit(None, 1)[1]) for line in text.splitlines()
+            if line.startswith("> ") and not line.startswith("> T ")
+            and re.match(r"^> \S+ .* [\d.]+$", line)]
+    if lats:
+        lats.sort()
+        n = len(lats)
+        for p in (50, 90, 99, 99.9):
+            r[f"p{p}"] = lats[min(n - 1, int(n * p / 100))]
+    # Interval statistics (dnsperf -S 1): "<unix time>: <qps>" lines
+    iv = [(float(t), float(q)) for t, q in re.findall(r"(?m)^(\d+\.\d+): ([\d.]+)$", text)]
+    if iv:
+        r["interval_qps"] = iv
+    return r
+
+
+def machine_busy():
+    """(busy, total) clock ticks of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    total = sum(v[:8])
+    return total - idle, total
+
+
+def tree_pids(root):
+    table = proc_table()
+    want = {root}
+    changed = True
+    while changed:
+        changed = False
+        for pid, (ppid, _) in table.items():
+            if ppid in want and pid not in want:
+                want.add(pid)
+                changed = True
+    return want, table
+
+
+def tree_ticks(root):
+    want, table = tree_pids(root)
+    return sum(table[p][1] for p in want if p in table), sorted(p for p in want if p in table)
+
+
+def ps_cpu_seconds(pids):
+    """The same CPU time as seen by ps (cputimes = utime+stime in whole seconds)."""
+    try:
+        out = subprocess.run(["ps", "-o", "cputimes=", "-p", ",".join(map(str, pids))],
+                             capture_output=True, text=True, check=False).stdout
+        return sum(int(x) for x in out.split())
+    except (OSError, ValueError):
+        return None
+
+
+def cmd_measure(args):
+    """Runs dnsperf (the command after --) and measures around it: the server's CPU (utime +
+    stime of the server process and its descendants, /proc/PID/stat), the same by ps, dnsperf's
+    own CPU (wait4 rusage) and the rest of the machine's CPU (/proc/stat), so that noise from
+    other work shows. Appends one JSON line to --runs and prints a one-line summary."""
+    clk = os.sysconf("SC_CLK_TCK")
+    cmd = args.command[1:] if args.command and args.command[0] == "--" else args.command
+    ticks0, pids = tree_ticks(args.pid)
+    ps0 = ps_cpu_seconds(pids)
+    busy0, total0 = machine_busy()
+    t0 = time.time()
+    with open(args.out, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+
+        def stop(signum, _frame):
+            proc.terminate()
+            sys.exit(128 + signum)
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        _, status, ru = os.wait4(proc.pid, 0)
+    t1 = time.time()
+    busy1, total1 = machine_busy()
+    ticks1, pids1 = tree_ticks(args.pid)
+    ps1 = ps_cpu_seconds(pids1)
+    alive = os.path.exists(f"/proc/{args.pid}")
+    r = parse_dnsperf(args.out)
+    r.update(server=args.server, run=args.run, rep=args.rep, rate=args.rate,
+             dnsperf_status=os.waitstatus_to_exitcode(status), server_alive=alive)
+    wall = t1 - t0
+    cpu = (ticks1 - ticks0) / clk
+    perf_cpu = ru.ru_utime + ru.ru_stime
+    r["wall_s"] = wall
+    r["cpu_s"] = cpu
+    r["cpu_pct"] = 100.0 * cpu / wall
+    r["dnsperf_cpu_pct"] = 100.0 * perf_cpu / wall
+    ncpu = os.cpu_count() or 1
+    machine = (busy1 - busy0) / clk
+    r["machine_pct"] = 100.0 * machine / wall            # out of ncpu * 100
+    r["others_pct"] = 100.0 * max(0.0, machine - cpu - perf_cpu) / wall
+    r["ncpu"] = ncpu
+    done = r.get("completed") or 0
+    r["q_per_cpu_s"] = done / cpu if cpu > 0 else None
+    r["us_per_query"] = 1e6 * cpu / done if done else None
+    if ps0 is not None and ps1 is not None:
+        r["ps_cpu_s"] = ps1 - ps0
+    with open(args.runs, "a") as f:
+        f.write(json.dumps(r) + "\n")
+    lat = ""
+    if "p50" in r:
+        lat = f", p50 {r['p50'] * 1e3:.3f} ms, p99 {r['p99'] * 1e3:.3f} ms"
+    print(f"  {args.run:<9} {args.server:<8} {fmt(r.get('qps'), '.0f')} q/s, lost "
+          f"{r.get('lost')}, server CPU {r['cpu_pct']:.1f}% ({fmt(r['q_per_cpu_s'], '.0f')} "
+          f"q/CPU-s){lat}; dnsperf CPU {r['dnsperf_cpu_pct']:.0f}%, other work "
+          f"{r['others_pct']:.0f}%")
+    if r.get("completed") is None:
+        print(f"  dnsperf printed no statistics (exit {r['dnsperf_status']}); see {args.out}")
+    if not alive:
+        print(f"  the server (pid {args.pid}) is gone")
+        return 1
+    return 0
+
+
+def cmd_probe(args):
+    """Exit 0 once the server answers an SOA query for the origin."""
+    r = ask(args.port, make_query(ORIGIN, "SOA", qid=7, edns=False), timeout=args.timeout)
+    return 0 if r is not None else 1
+
+
+# ------------------------------------------------------------------------------------------
+# Reload under load
+
+
+def cmd_swapper(args):
+    """Every `every` seconds copy the next source feed to a temporary name beside the live
+    feed and rename it over the live feed; log the time of each rename."""
+    sources = args.source
+    d = os.path.dirname(os.path.abspath(args.feed))
+    tmp = os.path.join(d, ".feed.swap.tmp")
+    start = time.time()
+    end = start + args.duration
+    i = 1            # the live feed starts as sources[0]
+    with open(args.log, "w") as log:
+        while True:
+            time.sleep(max(0.0, start + i * args.every - time.time()))
+            if time.time() > end:
+                break
+            src = sources[i % len(sources)]
+            with open(src, "rb") as f, open(tmp, "wb") as g:
+                g.write(f.read())
+                g.flush()
+                os.fsync(g.fileno())
+            os.rename(tmp, args.feed)
+            log.write(f"{time.time():.6f} {src}\n")
+            log.flush()
+            i += 1
+
+
+def eligible_sets(path, min_score, aliases):
+    with open(path) as f:
+        feed = json.load(f)
+    all4, all6, by_cc = set(), set(), {}
+    for s in feed["servers"]:
+        if s.get("netspeed", 0) <= 0 or s.get("score", -1000) < min_score:
+            continue
+        ip = s["ip"]
+        packed = socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
+        (all6 if ":" in ip else all4).add(packed)
+        zones = s.get("zones") or [s.get("country", "")]
+        for z in zones:
+            z = aliases.get(z, z)
+            by_cc.setdefault(z, set()).add(packed)
+    return all4, all6, by_cc
+
+
+def cmd_check(args):
+    cfg = load_config(args.config)
+    min_score = cfg.get("answers", {}).get("min_score", 10.0)
+    k = cfg.get("answers", {}).get("records", 4)
+    aliases = cfg.get("aliases", {})
+    feeds = [eligible_sets(p, min_score, aliases) for p in args.feed]
+    union4 = set().union(*(f[0] for f in feeds))
+    union6 = set().union(*(f[1] for f in feeds))
+    rng = random.Random(11)
+    subnets = [(1, 24, public_v4(rng)) for _ in range(200)]
+    # (relative name, type, country or None)
+    asks = [("0", "A", None), ("1", "A", None), ("2", "A", None), ("3", "A", None),
+            ("@", "A", None), ("0.debian", "A", None), ("de", "A", "de"), ("us", "A", "us"),
+            ("0.de", "A", "de"), ("2.fr", "A", "fr"), ("uk", "A", "uk"), ("gb", "A", "uk"),
+            ("2", "AAAA", None)]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    pending = {}
+    stats = dict(sent=0, answered=0, timeouts=0, bad_rcode=0, bad_count=0, not_in_union=0,
+                 mixed_tables=0, wrong_country=0, a_records=0)
+    examples = []
+    qid = 0
+    start = time.time()
+    end = start + args.duration
+    interval = 1.0 / args.rate
+
+    def handle(msg):
+        qid_, rcode, recs = parse_response(msg)
+        item = pending.pop(qid_, None)
+        if item is None:
+            return
+        stats["answered"] += 1
+        rel, qtype, cc, has_ecs = item[1]
+        if rcode != 0:
+            stats["bad_rcode"] += 1
+            examples.append(f"{fqdn(rel)} {qtype}: rcode {rcode}")
+            return
+        want = 1 if qtype == "A" else 28
+        addrs = [rd for t, rd in recs if t == want]
+        stats["a_records"] += len(addrs)
+        # Without ECS (a loopback client: the global pool) and for big named countries the
+        # answer has k distinct records; with ECS the client's country may have fewer
+        # eligible servers than k, and then the answer has them all (1 .. k).
+        want_ok = (1 <= len(addrs) <= k) if has_ecs and cc is None else len(addrs) == k
+        if not want_ok or len(set(addrs)) != len(addrs):
+            stats["bad_count"] += 1
+            examples.append(f"{fqdn(rel)} {qtype}: {len(addrs)} records")
+        union = union4 if qtype == "A" else union6
+        if any(a not in union for a in addrs):
+            stats["not_in_union"] += 1
+            examples.append(f"{fqdn(rel)} {qtype}: address not in either feed")
+        sets = [f[0] if qtype == "A" else f[1] for f in feeds]
+        if not any(all(a in s for a in addrs) for s in sets):
+            stats["mixed_tables"] += 1
+        if cc is not None and not any(all(a in f[2].get(cc, ()) for a in addrs) for f in feeds):
+            stats["wrong_country"] += 1
+            examples.append(f"{fqdn(rel)} {qtype}: not all from {cc}")
+
+    next_send = start
+    while True:
+        now = time.time()
+        if now >= next_send and now < end:
+            qid = (qid + 1) & 0xFFFF
+            while qid in pending:
+                qid = (qid + 1) & 0xFFFF
+            rel, qtype, cc = asks[rng.randrange(len(asks))]
+            ecs = rng.choice(subnets) if rng.random() < 0.3 else None
+            wire = make_query(fqdn(rel), qtype, qid=qid, edns=True, ecs=ecs)
+            try:
+                sock.sendto(wire, ("127.0.0.1", args.port))
+                pending[qid] = (now, (rel, qtype, cc, ecs is not None))
+                stats["sent"] += 1
+            except BlockingIOError:
+                pass
+            next_send += interval
+        while True:
+            try:
+                msg = sock.recv(4096)
+            except BlockingIOError:
+                break
+            handle(msg)
+        for q, (t, _) in list(pending.items()):
+            if now - t > args.timeout:
+                del pending[q]
+                stats["timeouts"] += 1
+        if now >= end and not pending:
+            break
+        time.sleep(min(0.0005, max(0.0, next_send - time.time())))
+    stats["duration_s"] = round(time.time() - start, 1)
+    stats["examples"] = examples[:10]
+    print(json.dumps(stats))
+
+
+def ts_of(line):
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z", line)
+    if not m:
+        return None
+    from datetime import datetime, timezone
+    s = m.group(1)
+    if "." in s:
+        head, frac = s.split(".")
+        s = head + "." + frac[:6].ljust(6, "0")
+        fmt = "%Y-%m-%dT%H:%M:%S.%f"
+    else:
+        fmt = "%Y-%m-%dT%H:%M:%S"
+    return datetime.strptime(s, fmt).replace(tzinfo=timezone.utc).timestamp()
+
+
+def reload_log(path):
+    """From pooldns' log: startup build_ms, and per "feed loaded" line its build_ms and
+    (time, serial)."""
+    builds, loaded, refused = [], [], []
+    startup = None
+    for line in open(path, errors="replace"):
+        line = ANSI.sub("", line)
+        m = re.search(r"build_ms=([\d.]+)", line)
+        if "table built" in line and m:
+            startup = float(m.group(1))
+        elif "feed loaded" in line and m:
+            builds.append(float(m.group(1)))
+            serial = re.search(r"serial=(\d+)", line)
+            loaded.append((ts_of(line), int(serial.group(1)) if serial else None))
+        elif "keeps serving" in line or "refused" in line:
+            refused.append(line.strip())
+    return startup, builds, loaded, refused
+
+
+def stats3(xs, unit=""):
+    if not xs:
+        return "-"
+    xs = sorted(xs)
+    return (f"min {xs[0]:.0f}{unit}, median {xs[len(xs) // 2]:.0f}{unit}, "
+            f"max {xs[-1]:.0f}{unit}")
+
+
+def cmd_reload_report(args):
+    """Summarises the reload-under-load run and checks it against the targets; exit 1 when
+    an answer was lost or wrong, a swap failed, or a target was missed."""
+    startup, builds, loaded, refused = reload_log(args.log)
+    # Each rename is matched with the first "feed loaded" after it that carries the serial of
+    # the feed it put in place (the two feeds have different serials), so a reload of the
+    # previous rename that finishes late is not taken for it.
+    serials = {}
+    swaps = []
+    for line in open(args.swaps):
+        if not line.strip():
+            continue
+        t, src = line.split(None, 1)
+        src = src.strip()
+        if src not in serials:
+            with open(src) as f:
+                m = re.search(r'"serial":\s*(\d+)', f.read(200))
+            serials[src] = int(m.group(1)) if m else None
+        swaps.append((float(t), serials[src]))
+    lat = []
+    for t, serial in swaps:
+        after = [x for x, s in loaded if x is not None and x >= t and s in (serial, None)]
+        if after:
+            lat.append(1000 * (min(after) - t))
+    rss = [tuple(int(x) for x in line.split()) for line in open(args.rss) if line.strip()]
+    run = [json.loads(line) for line in open(args.runs) if line.strip()]
+    run = [r for r in run if r["run"] == "reload"][-1]
+    check = json.loads(open(args.check).read())
+    iv = [q for _, q in run.get("interval_qps", [])][1:-1]   # the first and last are partial
+    print()
+    print(f"Reload under load: {args.servers} servers, the feed rewritten every {args.every:g} s "
+          f"(rename over the live file, alternating two feeds), {run['wall_s']:.0f} s of "
+          f"saturating UDP load")
+    print(f"  swaps                  {len(swaps)} renames, {len(builds)} 'feed loaded', "
+          f"{len(refused)} refused or failed")
+    print(f"  table build (build_ms) {stats3(builds, ' ms')}   (at startup: "
+          f"{fmt(startup, '.0f')} ms)")
+    print(f"  rename -> table live   {stats3(lat, ' ms')}   (watch event + 100 ms settle "
+          f"delay + read + parse + validate + build + swap; plus waiting for a reload still "
+          f"running)")
+    if rss:
+        print(f"  memory                 VmRSS before {rss[0][0] / 1024:.0f} MB, max "
+              f"{max(r[0] for r in rss) / 1024:.0f} MB, after {rss[-1][0] / 1024:.0f} MB; "
+              f"VmHWM {rss[-1][1] / 1024:.0f} MB")
+    print(f"  dnsperf                {fmt(run.get('qps'), '.0f')} q/s (per second "
+          f"{fmt(min(iv) if iv else None, '.0f')} .. {fmt(max(iv) if iv else None, '.0f')}), "
+          f"lost {run.get('lost')} of {run.get('sent')}, server CPU {run['cpu_pct']:.0f}%, "
+          f"other work on the machine {run['others_pct']:.0f}%")
+    print(f"  answers checked        {check['sent']} sent during the swaps, {check['answered']} "
+          f"answered, {check['timeouts']} timed out; wrong rcode {check['bad_rcode']}, "
+          f"wrong record count {check['bad_count']}, address in neither feed "
+          f"{check['not_in_union']}, mixing two feeds {check['mixed_tables']}, outside the "
+          f"asked country {check['wrong_country']}")
+    for e in check.get("examples", []):
+        print(f"    e.g. {e}")
+    hwm = rss[-1][1] / 1024 if rss else None
+    verdicts = [
+        ("every rename swapped in a new table", len(builds) >= len(swaps) and not refused),
+        ("table build < 1000 ms (max)", bool(builds) and max(builds) < 1000),
+        ("rename -> live < 1000 ms (max)", len(lat) == len(swaps) and max(lat) < 1000),
+        ("RSS (VmHWM) < 300 MB", hwm is not None and hwm < 300),
+        ("no dnsperf query lost", run.get("lost") == 0),
+        ("no check query lost", check["timeouts"] == 0 and check["answered"] == check["sent"]),
+        ("every checked answer right", check["bad_rcode"] + check["bad_count"]
+         + check["not_in_union"] + check["mixed_tables"] + check["wrong_country"] == 0),
+    ]
+    failed = 0
+    for label, ok in verdicts:
+        print(f"  [{'PASS' if ok else 'FAIL'}] {label}")
+        failed += not ok
+    return 1 if failed else 0
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def fmt(v, spec):
+    if v is None:
+        m = re.match(r"\d+", spec)
+        return "-".rjust(int(m.group(0)) if m else 1)
+    return format(v, spec)
+
+
+METRICS = ["qps", "lost", "lat_avg", "p50", "p99", "p99.9", "lat_max", "cpu_pct", "cpu_s",
+           "q_per_cpu_s", "us_per_query", "resp_size", "ps_cpu_s", "others_pct",
+           "dnsperf_cpu_pct"]
+
+
+def median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    if not xs:
+        return None
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def cmd_report(args):
+    runs = [json.loads(line) for line in open(args.runs) if line.strip()]
+    runs = [r for r in runs if r["run"] != "reload"]
+    if not runs:
+        return 0
+    servers, kinds = [], []
+    for r in runs:
+        if r["server"] not in servers:
+            servers.append(r["server"])
+        if r["run"] not in kinds:
+            kinds.append(r["run"])
+    agg = {}
+    for kind in kinds:
+        for srv in servers:
+            rs = [r for r in runs if r["run"] == kind and r["server"] == srv]
+            if rs:
+                a = {m: median([r.get(m) for r in rs]) for m in METRICS}
+                a["n"] = len(rs)
+                a["rate"] = rs[0].get("rate")
+                agg[(kind, srv)] = a
+    reps = max(a["n"] for a in agg.values())
+    print()
+    print("Results" + (f" (median of {reps} repetitions)" if reps > 1 else ""))
+    print("  CPU s = server CPU seconds during the run: utime+stime of the server and its child "
+          "processes from /proc/PID/stat;")
+    print("  ps s = the same from ps (cputimes, whole seconds); CPU % = CPU s / wall time (100 = "
+          "one core); q/CPU-s = answered")
+    print("  queries per server CPU-second; us/q = server CPU per query; dnsperf% and other% = "
+          "CPU of dnsperf and of everything")
+    print(f"  else on the machine ({runs[0].get('ncpu')} cores) during the run. dnsperf reports "
+          "avg/max latency; p50/p99 come from")
+    print("  dnsperf -v per-query latencies, recorded only in the fixed-rate run (printing them "
+          "at saturation would load dnsperf).")
+    head = (f"  {'run':<10} {'server':<8} {'q/s':>8} {'lost':>5} {'avg ms':>7} {'p50 ms':>7} "
+            f"{'p99 ms':>7} {'max ms':>7} {'CPU s':>6} {'ps s':>4} {'CPU %':>6} {'q/CPU-s':>8} "
+            f"{'us/q':>5} "
+            f"{'resp B':>6} {'dnsperf%':>8} {'other%':>6}")
+    print(head)
+    print("  " + "-" * (len(head) - 2))
+    ms = lambda x: None if x is None else x * 1000  # noqa: E731
+    for kind in kinds:
+        for srv in servers:
+            a = agg.get((kind, srv))
+            if not a:
+                continue
+            label = kind if not a.get("rate") else f"{kind} {a['rate'] // 1000}k"
+            print(f"  {label:<10} {srv:<8} {fmt(a['qps'], '8.0f')} {fmt(a['lost'], '5.0f')} "
+                  f"{fmt(ms(a['lat_avg']), '7.3f')} {fmt(ms(a['p50']), '7.3f')} "
+                  f"{fmt(ms(a['p99']), '7.3f')} {fmt(ms(a['lat_max']), '7.1f')} "
+                  f"{fmt(a['cpu_s'], '6.2f')} {fmt(a['ps_cpu_s'], '4.0f')} "
+                  f"{fmt(a['cpu_pct'], '6.1f')} {fmt(a['q_per_cpu_s'], '8.0f')} "
+                  f"{fmt(a['us_per_query'], '5.1f')} {fmt(a['resp_size'], '6.0f')} "
+                  f"{fmt(a['dnsperf_cpu_pct'], '8.0f')} {fmt(a['others_pct'], '6.0f')}")
+    if len(servers) > 1 and servers[0] == "pooldns":
+        others = servers[1:]
+        print()
+        print("Ratios pooldns / other: q/s and q/CPU-s (higher is better for pooldns), CPU at "
+              "the fixed rate (lower is better)")
+        head = f"  {'run':<10} {'metric':<10}" + "".join(f" {'/ ' + o:>10}" for o in others)
+        print(head)
+        print("  " + "-" * (len(head) - 2))
+        for kind in kinds:
+            p = agg.get((kind, "pooldns"))
+            if not p:
+                continue
+            metrics = [("qps", "q/s"), ("q_per_cpu_s", "q/CPU-s")]
+            if p.get("rate"):
+                metrics = [("cpu_pct", "CPU %"), ("q_per_cpu_s", "q/CPU-s")]
+            for key, label in metrics:
+                cells = ""
+                for o in others:
+                    a, b = p.get(key), agg.get((kind, o), {}).get(key)
+                    cells += f" {fmt(a / b if a and b else None, '10.2f')}"
+                print(f"  {kind:<10} {label:<10}{cells}")
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("queries")
+    p.add_argument("dir")
+    p.add_argument("--count", type=int, default=100000)
+    p.add_argument("--seed", type=int, default=1)
+    p = sub.add_parser("zone")
+    p.add_argument("--feed", required=True)
+    p.add_argument("--config", required=True)
+    p.add_argument("--names", required=True)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("equivalence")
+    p.add_argument("--names", required=True)
+    p.add_argument("--server", action="append", required=True, help="label=port")
+    p.add_argument("--max-rows", type=int, default=12)
+    p = sub.add_parser("freeport")
+    p.add_argument("--start", type=int)
+    p = sub.add_parser("probe")
+    p.add_argument("port", type=int)
+    p.add_argument("--timeout", type=float, default=0.5)
+    p = sub.add_parser("ticks")
+    p.add_argument("pid", type=int)
+    p = sub.add_parser("rss")
+    p.add_argument("pid", type=int)
+    p = sub.add_parser("measure")
+    p.add_argument("--pid", type=int, required=True)
+    p.add_argument("--server", required=True)
+    p.add_argument("--run", required=True)
+    p.add_argument("--rep", type=int, default=1)
+    p.add_argument("--rate", type=int)
+    p.add_argument("--out", required=True)
+    p.add_argument("--runs", required=True)
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p = sub.add_parser("swapper")
+    p.add_argument("--feed", required=True)
+    p.add_argument("--source", action="append", required=True)
+    p.add_argument("--every", type=float, default=3.0)
+    p.add_argument("--duration", type=float, required=True)
+    p.add_argument("--log", required=True)
+    p = sub.add_parser("check")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--feed", action="append", required=True)
+    p.add_argument("--config", required=True)
+    p.add_argument("--duration", type=float, required=True)
+    p.add_argument("--rate", type=float, default=1000)
+    p.add_argument("--timeout", type=float, default=2.0)
+    p = sub.add_parser("reload-report")
+    p.add_argument("--log", required=True)
+    p.add_argument("--swaps", required=True)
+    p.add_argument("--rss", required=True)
+    p.add_argument("--runs", required=True)
+    p.add_argument("--check", required=True)
+    p.add_argument("--servers", type=int, required=True)
+    p.add_argument("--every", type=float, required=True)
+    p = sub.add_parser("report")
+    p.add_argument("runs")
+    args = ap.parse_args()
+    fn = globals()["cmd_" + args.cmd.replace("-", "_")]
+    sys.exit(fn(args) or 0)
+
+
+if __name__ == "__main__":
+    main()
