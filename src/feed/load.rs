@@ -48,7 +48,9 @@ pub fn load_slice(source: &str, bytes: &[u8]) -> Result<Feed, FeedError> {
         let checked = check_entry(raw.get());
         let id = match &checked {
             Ok(server) => Some(server.id),
-            Err(_) => serde_json::from_str::<IdOnly>(raw.get()).ok().and_then(|e| e.id),
+            Err(_) => serde_json::from_str::<IdOnly>(raw.get())
+                .ok()
+                .and_then(|e| e.id),
         };
         match checked {
             Ok(server) => {
@@ -88,7 +90,9 @@ fn check_entry(raw: &str) -> Result<Server, SkipReason> {
     let entry: Entry = serde_json::from_str(raw).map_err(|e| {
         // The position is inside the entry, not the file: leave it out.
         let text = e.to_string();
-        let reason = text.rsplit_once(" at line ").map_or(text.as_str(), |(r, _)| r);
+        let reason = text
+            .rsplit_once(" at line ")
+            .map_or(text.as_str(), |(r, _)| r);
         SkipReason::Malformed(reason.to_owned())
     })?;
     let ip: IpAddr = entry
