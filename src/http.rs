@@ -338,8 +338,11 @@ async fn metrics(State(s): State<HttpState>) -> Response {
         "counter",
         "Answers that carried each server, by feed id (since the table was built).",
     );
-    for (m, n) in t.members.iter().zip(t.served.iter()) {
-        let n = n.load(Ordering::Relaxed);
+    for (m, &n) in t
+        .members
+        .iter()
+        .zip(&s.metrics.served(t.generation, t.members.len()))
+    {
         if n > 0 {
             let _ = writeln!(out, "pooldns_server_answers_total{{id=\"{}\"}} {n}", m.id);
         }
@@ -404,7 +407,10 @@ async fn page(State(s): State<HttpState>) -> Html<String> {
     html.push_str("<h2>Answer shares</h2><p>Each dot is a server: its share of all answers so far (up) against its share \
         of the net speed of its address family (across). A fair pool puts the dots on the diagonal; geo-targeting moves \
         servers of busy regions above it.</p>");
-    html.push_str(&share_chart(&t));
+    html.push_str(&share_chart(
+        &t,
+        &s.metrics.served(t.generation, t.members.len()),
+    ));
 
     html.push_str("<h2>Zones</h2><table id=\"zones\"><tr><th>zone</th><th>IPv4 servers</th><th>IPv4 Mbit/s</th>\
         <th>IPv6 servers</th><th>IPv6 Mbit/s</th></tr>");
@@ -446,23 +452,23 @@ async fn page(State(s): State<HttpState>) -> Html<String> {
 }
 
 /// A scatter plot of observed answer share against expected (net-speed) share per server.
-fn share_chart(t: &Table) -> String {
+fn share_chart(t: &Table, counts: &[u64]) -> String {
     // Shares are within each address family: A and AAAA answers are separate pools.
     let mut served = [0u64; 2];
     let mut speed = [0u64; 2];
-    for (m, n) in t.members.iter().zip(t.served.iter()) {
-        served[Family::of(m.ip) as usize] += n.load(Ordering::Relaxed);
+    for (m, &n) in t.members.iter().zip(counts) {
+        served[Family::of(m.ip) as usize] += n;
         speed[Family::of(m.ip) as usize] += u64::from(m.netspeed);
     }
     let total_served = served[0] + served[1];
     let points: Vec<(f64, f64)> = t
         .members
         .iter()
-        .zip(t.served.iter())
-        .map(|(m, n)| {
+        .zip(counts)
+        .map(|(m, &n)| {
             let expected = m.netspeed as f64 / speed[Family::of(m.ip) as usize].max(1) as f64;
             let family = Family::of(m.ip) as usize;
-            let observed = n.load(Ordering::Relaxed) as f64 / served[family].max(1) as f64;
+            let observed = n as f64 / served[family].max(1) as f64;
             (expected, observed)
         })
         .collect();

@@ -318,7 +318,7 @@ pub fn respond<R: Rng + ?Sized>(
                 counters.zone(zone);
             }
             if let (false, answer::Records::Pool { picks, .. }) = (was_truncated, &a.answer) {
-                table.count_served(picks.as_slice());
+                counters.served(table.generation, table.members.len(), picks.as_slice());
             }
             if let Some(log) = &counters.query_log {
                 log.record(log_entry(

@@ -136,9 +136,8 @@ pub struct Table {
     pub soa_negative: Rr,
     /// The apex NS RRset.
     pub ns: Box<[Rr]>,
-    /// Answers that carried each member (indexed like `members`), counted by the query
-    /// path with relaxed atomic adds; the status page compares them with the expected shares.
-    pub served: Box<[AtomicU64]>,
+    /// Unique per build, so per-thread answer counts know which table they belong to.
+    pub generation: u64,
     /// TXT records of the CHAOS identity names (None = turned off).
     pub identity: IdentityRecords,
     /// The feed it was built from.
@@ -278,7 +277,8 @@ impl Table {
                 .map(|d| d.as_secs() as u32)
                 .unwrap_or(1)
         });
-        let served = (0..members.len()).map(|_| AtomicU64::new(0)).collect();
+        static GENERATION: AtomicU64 = AtomicU64::new(1);
+        let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
         let identity = IdentityRecords {
             version: config.identity.version.as_deref().map(txt),
             hostname: config.identity.hostname.as_deref().map(txt),
@@ -308,7 +308,7 @@ impl Table {
             soa_negative,
             ns,
             identity,
-            served,
+            generation,
             feed: FeedSummary {
                 source: feed.source.clone(),
                 entries: feed.report.entries,
@@ -329,15 +329,6 @@ impl Table {
     /// Eligible servers of a family (the size of the global zone).
     pub fn eligible(&self, family: Family) -> usize {
         self.zone(ZoneId::Global, family).all.len()
-    }
-
-    /// Counts one answer for each picked member.
-    pub fn count_served(&self, picks: &[u32]) {
-        for &i in picks {
-            if let Some(c) = self.served.get(i as usize) {
-                c.fetch_add(1, Ordering::Relaxed);
-            }
-        }
     }
 
     /// The zone's label ("@" for global, "europe", "de").
