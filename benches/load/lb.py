@@ -762,7 +762,7 @@ def cmd_reload_report(args):
           f"{len(refused)} refused or failed")
     print(f"  table build (build_ms) {stats3(builds, ' ms')}   (at startup: "
           f"{fmt(startup, '.0f')} ms)")
-    print(f"  rename -> table live   {stats3(lat, ' ms')}   (watch event + 100 ms settle "
+    print(f"  rename -> table live   {stats3(lat, ' ms')}   (watch event + 50 ms settle "
           f"delay + read + parse + validate + build + swap; plus waiting for a reload still "
           f"running)")
     if rss:
