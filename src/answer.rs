@@ -24,6 +24,18 @@ pub struct Client {
     pub ecs: Option<ClientSubnet>,
 }
 
+impl Client {
+    /// The address the client is placed by, and whether it came from ECS (DESIGN §4,
+    /// RFC 7871 §7.1.2): a public ECS address with a non-zero source prefix, otherwise the
+    /// packet source.
+    pub fn placed_address(&self) -> (IpAddr, bool) {
+        match self.ecs {
+            Some(e) if e.source_prefix > 0 && geo::is_public(e.address) => (e.address, true),
+            _ => (self.source, false),
+        }
+    }
+}
+
 /// The records of one section.
 #[derive(Debug, Clone)]
 pub enum Records<'t> {
@@ -378,10 +390,7 @@ fn country_txt(table: &Table, client: &Client) -> TxtData {
         Some(e) => t.string(format_args!("ecs {}/{}", e.address, e.source_prefix)),
         None => t.string(format_args!("ecs none")),
     }
-    let (address, from_ecs) = match client.ecs {
-        Some(e) if e.source_prefix > 0 && geo::is_public(e.address) => (e.address, true),
-        _ => (client.source, false),
-    };
+    let (address, from_ecs) = client.placed_address();
     t.string(format_args!(
         "address {address} ({})",
         if from_ecs {
@@ -434,10 +443,7 @@ fn status_txt(table: &Table) -> TxtData {
 /// ECS address is placed and its GeoIP network width is the scope; otherwise the packet
 /// source is placed and the scope is 0 (the answer does not depend on the ECS bits).
 pub fn locate(table: &Table, client: &Client) -> (Region, u8) {
-    let (address, from_ecs) = match client.ecs {
-        Some(e) if e.source_prefix > 0 && geo::is_public(e.address) => (e.address, true),
-        _ => (client.source, false),
-    };
+    let (address, from_ecs) = client.placed_address();
     if !geo::is_public(address) {
         return (Region::default(), 0);
     }

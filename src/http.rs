@@ -134,9 +134,6 @@ async fn metrics(State(s): State<HttpState>) -> Response {
     let t = s.table.load();
     let totals = s.metrics.totals();
     let mut out = String::with_capacity(64 * 1024);
-    let help = |out: &mut String, name: &str, kind: &str, text: &str| {
-        let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}");
-    };
     help(
         &mut out,
         "pooldns_build_info",
@@ -167,20 +164,20 @@ async fn metrics(State(s): State<HttpState>) -> Response {
             }
         }
     }
-    help(
+    single(
         &mut out,
         "pooldns_dropped_total",
         "counter",
         "Packets that got no reply (short, or QR set).",
+        totals.dropped,
     );
-    let _ = writeln!(out, "pooldns_dropped_total {}", totals.dropped);
-    help(
+    single(
         &mut out,
         "pooldns_truncated_total",
         "counter",
         "UDP answers sent with TC set.",
+        totals.truncated,
     );
-    let _ = writeln!(out, "pooldns_truncated_total {}", totals.truncated);
     help(
         &mut out,
         "pooldns_geo_decisions_total",
@@ -217,27 +214,19 @@ async fn metrics(State(s): State<HttpState>) -> Response {
         let written = log.written.load(Ordering::Relaxed);
         let _ = writeln!(out, "pooldns_query_log_written_total {written}");
     }
-    help(
+    single(
         &mut out,
         "pooldns_tcp_connections_total",
         "counter",
         "TCP connections accepted.",
+        s.metrics.tcp_accepted.load(Ordering::Relaxed),
     );
-    let _ = writeln!(
-        out,
-        "pooldns_tcp_connections_total {}",
-        s.metrics.tcp_accepted.load(Ordering::Relaxed)
-    );
-    help(
+    single(
         &mut out,
         "pooldns_tcp_evicted_total",
         "counter",
         "TCP connections closed to make room under the cap.",
-    );
-    let _ = writeln!(
-        out,
-        "pooldns_tcp_evicted_total {}",
-        s.metrics.tcp_evicted.load(Ordering::Relaxed)
+        s.metrics.tcp_evicted.load(Ordering::Relaxed),
     );
     help(
         &mut out,
@@ -283,24 +272,20 @@ async fn metrics(State(s): State<HttpState>) -> Response {
         .and_then(|g| *g)
         .map_or(0.0, unix);
     let _ = writeln!(out, "pooldns_last_good_load_timestamp_seconds {last_good}");
-    help(
+    single(
         &mut out,
         "pooldns_table_build_seconds",
         "gauge",
         "Time taken to build the serving table.",
+        t.build_time.as_secs_f64(),
     );
-    let _ = writeln!(
-        out,
-        "pooldns_table_build_seconds {}",
-        t.build_time.as_secs_f64()
-    );
-    help(
+    single(
         &mut out,
         "pooldns_soa_serial",
         "gauge",
         "SOA serial of the serving table.",
+        t.serial,
     );
-    let _ = writeln!(out, "pooldns_soa_serial {}", t.serial);
     help(
         &mut out,
         "pooldns_eligible_servers",
@@ -355,6 +340,17 @@ async fn metrics(State(s): State<HttpState>) -> Response {
         out,
     )
         .into_response()
+}
+
+/// Writes the HELP and TYPE lines of a metric.
+fn help(out: &mut String, name: &str, kind: &str, text: &str) {
+    let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}");
+}
+
+/// Writes a metric with one value and no labels.
+fn single(out: &mut String, name: &str, kind: &str, text: &str, value: impl std::fmt::Display) {
+    help(out, name, kind, text);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 fn escape(text: &str) -> String {

@@ -311,7 +311,7 @@ pub fn respond<R: Rng + ?Sized>(
             );
             counters.ecs(match ecs {
                 None => EcsUse::Absent,
-                Some(s) if s.source_prefix > 0 && crate::geo::is_public(s.address) => EcsUse::Used,
+                Some(_) if client.placed_address().1 => EcsUse::Used,
                 Some(_) => EcsUse::Ignored,
             });
             if let Some(zone) = a.zone {

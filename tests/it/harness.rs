@@ -130,12 +130,22 @@ impl TestServer {
         let feed_path = dir.path().join("servers.json");
         std::fs::write(&config_path, config).expect("write config");
         std::fs::write(&feed_path, feed).expect("write feed");
-        let mut reloader = Reloader::load(Sources {
+        let reloader = Reloader::load(Sources {
             config: config_path,
             feed: feed_path.clone(),
             geoip: Some(repo(TEST_GEOIP)),
         })
         .expect("load");
+        Self::serve(dir, feed_path, reloader, options)
+    }
+
+    /// Binds 127.0.0.1:0, starts the server and the reload task, and returns the handle.
+    fn serve(
+        dir: tempfile::TempDir,
+        feed_path: PathBuf,
+        mut reloader: Reloader,
+        options: ServerOptions,
+    ) -> TestServer {
         let listeners = Listeners::bind(&["127.0.0.1:0".parse().unwrap()]).expect("bind");
         let addr = listeners.udp_addrs()[0];
         let table = reloader.table();
@@ -258,45 +268,11 @@ impl TestServer {
             geoip: Some(geoip_path),
         };
         // Loading a URL blocks on the network: off the test's runtime.
-        let mut reloader = tokio::task::spawn_blocking(move || Reloader::load_with(sources, poll))
+        let reloader = tokio::task::spawn_blocking(move || Reloader::load_with(sources, poll))
             .await
             .expect("load task")
             .expect("load");
-        let listeners = Listeners::bind(&["127.0.0.1:0".parse().unwrap()]).expect("bind");
-        let addr = listeners.udp_addrs()[0];
-        let table = reloader.table();
-        let reload = reloader.status();
-        reloader.start_watching();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (reload_stop, reload_stopped) = oneshot::channel::<()>();
-        let served = table.clone();
-        let metrics = std::sync::Arc::new(pooldns::metrics::Metrics::default());
-        let server = tokio::spawn(async move {
-            server::run(
-                listeners,
-                served,
-                metrics,
-                ServerOptions::default(),
-                async move {
-                    let _ = stopped.await;
-                    let _ = reload_stop.send(());
-                },
-            )
-            .await
-            .expect("serve");
-        });
-        let reload_task = tokio::spawn(reloader.run(None, async move {
-            let _ = reload_stopped.await;
-        }));
-        TestServer {
-            addr,
-            table,
-            dir,
-            feed_path,
-            stop: Some(stop),
-            reload,
-            tasks: vec![server, reload_task],
-        }
+        Self::serve(dir, feed_path, reloader, ServerOptions::default())
     }
 
     /// The zone configuration of a server from [`TestServer::start_sources`].
