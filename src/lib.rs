@@ -59,4 +59,5 @@ pub mod report;
 pub mod select;
 pub mod server;
 pub mod table;
+pub mod watch;
 pub mod wire;

@@ -15,7 +15,6 @@
 //! - the start of a new rotation epoch (rebuilds the numbered split).
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,6 +29,7 @@ use crate::feed::{self, Feed, FeedError, FeedSource, PollOptions};
 use crate::geo::{GeoDb, GeoError};
 use crate::server::SharedTable;
 use crate::table::{Family, Names, Table, epoch_at};
+use crate::watch::FileWatch;
 
 /// Where the inputs live.
 #[derive(Debug, Clone)]
@@ -137,7 +137,7 @@ impl ReloadStatus {
     }
 }
 
-/// Which inputs changed, as bits: set by the file watcher's thread, read by `run`.
+/// Which inputs changed, as bits: set by the file watch, read by `run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Changed(u8);
 
@@ -156,7 +156,7 @@ impl Changed {
 #[derive(Debug)]
 struct Watching {
     /// The file watcher; None when it could not be set up (SIGHUP still reloads).
-    watcher: Option<notify::RecommendedWatcher>,
+    watcher: Option<FileWatch>,
     /// The files it watches, and the input each one is. The GeoIP database's path can move
     /// with a new configuration; the watch follows it.
     files: Vec<(Changed, PathBuf)>,
@@ -587,64 +587,25 @@ fn log_skipped(feed: &Feed) {
     }
 }
 
-/// Watches the directories of `files` (editors and deploy tools replace files by renaming)
-/// and, on any event that names one of them, marks its input in `pending` and wakes `run`.
-/// None if no directory could be watched; a directory that cannot be is logged.
+/// Watches the input files (see [`crate::watch`]): an event that names one of them marks
+/// its input in `pending` and wakes `run`. None if nothing could be watched (logged).
 fn watch(
     files: &[(Changed, PathBuf)],
     pending: &Arc<AtomicU8>,
     wake: &mpsc::Sender<()>,
-) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    // Matched by file name: two inputs of the same name in different directories both
-    // reload on a change of either, which costs a rebuild and nothing else.
-    let names: Vec<(u8, OsString)> = files
-        .iter()
-        .filter_map(|(input, path)| Some((input.0, path.file_name()?.to_owned())))
-        .collect();
+) -> Option<FileWatch> {
+    let tagged: Vec<(u8, PathBuf)> = files.iter().map(|(c, p)| (c.0, p.clone())).collect();
     let (pending, wake) = (Arc::clone(pending), wake.clone());
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        if event.kind.is_access() {
-            return;
-        }
-        let mut changed = 0;
-        for path in &event.paths {
-            for (input, name) in &names {
-                if path.file_name() == Some(name.as_os_str()) {
-                    changed |= input;
-                }
-            }
-        }
-        if changed != 0 {
-            pending.fetch_or(changed, Ordering::AcqRel);
-            // A full channel already holds a pending wake-up.
-            let _ = wake.try_send(());
-        }
+    let watched = crate::watch::watch(&tagged, move |changed| {
+        pending.fetch_or(changed, Ordering::AcqRel);
+        // A full channel already holds a pending wake-up.
+        let _ = wake.try_send(());
     });
-    let mut watcher = match watcher {
-        Ok(w) => w,
+    match watched {
+        Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!("cannot watch the input files: {e}; reload with SIGHUP");
-            return None;
+            None
         }
-    };
-    let mut dirs: Vec<PathBuf> = files.iter().map(|(_, path)| directory_of(path)).collect();
-    dirs.sort();
-    dirs.dedup();
-    let mut watching = false;
-    for dir in dirs {
-        match watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
-            Ok(()) => watching = true,
-            Err(e) => tracing::warn!("cannot watch {}: {e}; reload with SIGHUP", dir.display()),
-        }
-    }
-    watching.then_some(watcher)
-}
-
-fn directory_of(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
     }
 }
