@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Load benchmark of pooldns with dnsperf: throughput, latency, lost queries and the server's own
 # CPU per query, over UDP and TCP, with a realistic pool query mix and a 100,000-server feed;
-# optionally side by side with NSD and Knot DNS serving an equivalent static zone (--compare),
-# and a reload-under-load run (--reload). See benches/README.md.
+# optionally side by side with NSD and Knot DNS serving an equivalent static zone and a trivial
+# UDP echo server, the floor (--compare), and a reload-under-load run (--reload). See
+# benches/README.md.
 #
 #   benches/load.sh [--compare] [--reload] [--duration S] [--servers N] [--quick] ...
 #
@@ -38,7 +39,8 @@ usage() {
     cat <<EOF
 usage: benches/load.sh [options]
 
-  --compare          also run NSD and Knot DNS on an equivalent static zone, same load, and
+  --compare          also run NSD and Knot DNS on an equivalent static zone and the trivial UDP
+                     echo server examples/udp_echo (the floor; UDP runs only), same load, and
                      print the ratios (installs nsd and knot from Debian when missing)
   --scaling N        also run a second pooldns with an N-server feed (e.g. 1000) under the same
                      load: the ratio pooldns / pd-N of q/CPU-s shows how the per-query cost
@@ -57,8 +59,8 @@ usage: benches/load.sh [options]
   --runs LIST        which runs, of udp,udp-ecs,tcp,rate (default all)
   --quick            smoke test: 3 s runs (reload 9 s)
   --keep             keep the temp dir (logs, dnsperf outputs, zone, feeds)
-  --pooldns BIN      use this pooldns binary instead of 'cargo build --release' (gen_feed is
-                     taken from BIN's directory's examples/ when it is there)
+  --pooldns BIN      use this pooldns binary instead of 'cargo build --release' (gen_feed and
+                     udp_echo are taken from BIN's directory's examples/ when they are there)
   -h, --help         this text
 EOF
 }
@@ -187,17 +189,27 @@ if [ -n "$PREBUILT" ]; then
         cargo build --release --quiet --example gen_feed
         GEN_FEED=
     fi
+    UDP_ECHO=$(dirname "$POOLDNS")/examples/udp_echo
+    if [ "$COMPARE" = 1 ] && [ ! -x "$UDP_ECHO" ]; then
+        log "building udp_echo (release)"
+        cargo build --release --quiet --example udp_echo
+        UDP_ECHO=
+    fi
 else
     log "building pooldns (release)"
-    cargo build --release --quiet --bin pooldns --example gen_feed
+    extra_examples=()
+    [ "$COMPARE" = 1 ] && extra_examples+=(--example udp_echo)
+    cargo build --release --quiet --bin pooldns --example gen_feed "${extra_examples[@]}"
     POOLDNS=
     GEN_FEED=
+    UDP_ECHO=
 fi
-if [ -z "$POOLDNS" ] || [ -z "$GEN_FEED" ]; then
+if [ -z "$POOLDNS" ] || [ -z "$GEN_FEED" ] || [ -z "$UDP_ECHO" ]; then
     TARGET=$(cargo metadata --format-version 1 --no-deps |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
     POOLDNS=${POOLDNS:-$TARGET/release/pooldns}
     GEN_FEED=${GEN_FEED:-$TARGET/release/examples/gen_feed}
+    UDP_ECHO=${UDP_ECHO:-$TARGET/release/examples/udp_echo}
 fi
 CONFIG="$ROOT/zones/pool.ntp.org.toml"
 GEOIP="$ROOT/data/dbip-country.mmdb"
@@ -272,6 +284,20 @@ start_static() {  # nsd|knot
     log "$name: pid $pid on 127.0.0.1:$port, $WORKERS UDP workers"
 }
 
+# The floor: a trivial recvmmsg/sendmmsg loop that sends every query back with QR set
+# (examples/udp_echo.rs). UDP only; it answers any probe.
+start_echo() {
+    local name=echo port pid
+    port=$(python3 "$LB" freeport) || die "no free port"
+    "$UDP_ECHO" --listen "127.0.0.1:$port" --workers "$WORKERS" > "$TMP/$name.log" 2>&1 &
+    pid=$!
+    CHILDREN+=("$pid")
+    wait_ready "$name" "$pid" "$port" "$TMP/$name.log" || die "$name failed to start"
+    PORT[$name]=$port
+    PID[$name]=$pid
+    log "$name: pid $pid on 127.0.0.1:$port, $WORKERS UDP workers (examples/udp_echo, UDP only)"
+}
+
 start_pooldns pooldns "$TMP/feed.json"
 SERVER_LIST=(pooldns)
 if [ "$SCALING" != 0 ]; then
@@ -287,6 +313,9 @@ if [ "$COMPARE" = 1 ]; then
     python3 "$LB" equivalence --names "$TMP/q/names.json" --server "pooldns=${PORT[pooldns]}" \
         --server "nsd=${PORT[nsd]}" --server "knot=${PORT[knot]}" \
         || die "NSD or Knot do not answer like pooldns (rcode or record count); see above"
+    # Not in the equivalence check: it answers with the query itself.
+    start_echo
+    SERVER_LIST+=(echo)
 fi
 
 # ------------------------------------------------------------------------------------------
@@ -316,6 +345,10 @@ measure() {  # server run rep [rate] -- dnsperf args
 
 one_run() {  # run server rep
     local run=$1 server=$2 rep=$3
+    if [ "$server" = echo ] && [ "$run" = tcp ]; then
+        log "  tcp       echo     skipped (the echo server is UDP only)"
+        return 0
+    fi
     case "$run" in
         udp) measure "$server" udp "$rep" "" -- -d "$TMP/q/mix.bin" -l "$DURATION" ;;
         udp-ecs) measure "$server" udp-ecs "$rep" "" -- -d "$TMP/q/ecs.bin" -l "$DURATION" ;;
@@ -334,7 +367,8 @@ else
     POOLDNS_VERSION="$("$POOLDNS" --version 2>/dev/null | head -1) ($(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'))"
 fi
 log "versions: dnsperf $(dnsperf -h 2>&1 | grep -m1 '^Version' | cut -d' ' -f2 || true); $POOLDNS_VERSION$(
-    [ "$COMPARE" = 1 ] && printf '; %s; %s' "$("$NSD" -v 2>&1 | head -1)" "$("$KNOTD" -V 2>&1 | head -1)")"
+    [ "$COMPARE" = 1 ] && printf '; %s; %s; udp_echo (%s)' "$("$NSD" -v 2>&1 | head -1)" \
+        "$("$KNOTD" -V 2>&1 | head -1)" "$UDP_ECHO")"
 log "dnsperf -T $THREADS -c $CLIENTS -q $OUTSTANDING -t 2, binary query files (-B), ${DURATION} s saturating runs, ${RATE_DURATION} s at $RATE q/s; $REPEAT repetition(s)"
 IFS=, read -r -a RUN_LIST <<< "$RUNS"
 for rep in $(seq "$REPEAT"); do

@@ -854,6 +854,11 @@ def cmd_report(args):
           "avg/max latency; p50/p99 come from")
     print("  dnsperf -v per-query latencies, recorded only in the fixed-rate run (printing them "
           "at saturation would load dnsperf).")
+    if "echo" in servers:
+        print("  echo = examples/udp_echo, the floor of any UDP server here: a recvmmsg/sendmmsg "
+              "loop that sends each query back")
+        print("  with QR set and parses nothing; its responses are the queries, so smaller than "
+              "real answers (resp B), and it has no TCP.")
     head = (f"  {'run':<10} {'server':<8} {'q/s':>8} {'lost':>5} {'avg ms':>7} {'p50 ms':>7} "
             f"{'p99 ms':>7} {'max ms':>7} {'CPU s':>6} {'ps s':>4} {'CPU %':>6} {'q/CPU-s':>8} "
             f"{'us/q':>5} "
@@ -895,6 +900,10 @@ def cmd_report(args):
                     a, b = p.get(key), agg.get((kind, o), {}).get(key)
                     cells += f" {fmt(a / b if a and b else None, '10.2f')}"
                 print(f"  {kind:<10} {label:<10}{cells}")
+        if "echo" in others:
+            print("  / echo: pooldns against the trivial UDP echo server (the floor; its answers "
+                  "are the queries, smaller than")
+            print("  pooldns' answers, see resp B above; '-' for tcp, which it does not serve).")
     return 0
 
 
