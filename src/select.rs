@@ -30,10 +30,12 @@ use rand::seq::SliceRandom;
 pub const MAX_PICK: usize = 16;
 
 /// How many independently shuffled orderings a set of `n` members keeps: many for small
-/// sets, where one ordering yields only a few distinct answers, at least 4 for large ones (from 4,096 members),
-/// where memory matters and each ordering already yields about n distinct answers.
+/// sets, where one ordering yields only a few distinct answers, and about 4,096 slots in all
+/// for mid-size ones; at least 4 (from 1,024 members on), where each ordering already
+/// yields n/k distinct answers and memory and build time matter more (a 100,000-server
+/// feed has millions of slots across its pool zones and their numbered subsets).
 pub fn orderings_for(n: usize) -> usize {
-    (16_384 / n.max(1)).clamp(4, 64)
+    (4096 / n.max(1)).clamp(4, 64)
 }
 
 /// A set of servers ready for picking: members with their inclusion probabilities laid
@@ -46,55 +48,68 @@ pub struct Sampler {
     inclusion: Box<[f64]>,
     /// k: how many members an answer takes.
     k: usize,
+    /// The length of one unit of the line [0, k) in fixed point: the line is `k · unit`
+    /// long and fits in a u32.
+    unit: u32,
     /// Orderings; empty when the set has at most k members (all are taken).
     orderings: Box<[Ordering]>,
 }
 
+/// The unit length for k: the largest that keeps `k · unit` within a u32.
+fn unit_for(k: usize) -> u32 {
+    u32::MAX / k.max(1) as u32 // k <= MAX_PICK
+}
+
 #[derive(Debug, Clone)]
 struct Ordering {
-    /// The members in this ordering, each with the end of its segment on [0, k): the
-    /// running sum of π, scaled so the last ends exactly at k. End and member sit side by
-    /// side so that finding a segment touches one cache line.
+    /// The members in this ordering, each with the end of its segment on the line: the
+    /// running sum of π in fixed point (one unit of π = `Sampler::unit`), scaled so the
+    /// last ends exactly at the end of the line. End and member sit side by side so that
+    /// finding a segment touches one cache line; 8 bytes a slot keeps the millions of
+    /// slots of a large feed small and quick to build.
     slots: Box<[Slot]>,
-    /// guide[g] = the first slot whose segment ends past g·k/n (n = number of slots): a
-    /// point jumps straight to its neighbourhood instead of binary-searching the whole
-    /// array, so a pick costs about two cache misses however large the set is.
+    /// guide[g] = the first slot whose segment ends past g · 2³² / n (n = number of
+    /// slots): a point jumps straight to its neighbourhood instead of binary-searching the
+    /// whole array, so a pick costs about two cache misses however large the set is.
     guide: Box<[u32]>,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Slot {
-    end: f64,
+    end: u32,
     member: u32,
 }
 
 impl Ordering {
-    fn new(members: &[u32], inclusion: &[f64], order: &[usize], k: usize) -> Ordering {
-        let mut slots = Vec::with_capacity(order.len());
+    /// Lays out `order` (members with their inclusion probabilities, which sum to
+    /// `total`) on a line `line` long.
+    fn new(order: &[(f64, u32)], total: f64, line: u32) -> Ordering {
+        // Rounding may leave the total a hair off k: scale so that the last segment ends
+        // exactly at the end of the line and no point falls past it. Segments are
+        // hundreds of thousands of units long even in a 100,000-server set, so rounding
+        // each end to a unit changes no inclusion probability by more than 1e-5 of itself.
+        let scale = f64::from(line) / total;
         let mut sum = 0.0;
-        for &i in order {
-            sum += inclusion[i];
-            slots.push(Slot {
-                end: sum,
-                member: members[i],
-            });
-        }
-        // Rounding may leave the total a hair off k: rescale so that the last segment ends
-        // exactly at k and no point falls past the end.
-        let scale = k as f64 / sum;
-        for s in &mut slots {
-            s.end *= scale;
-        }
+        let mut slots: Vec<Slot> = order
+            .iter()
+            .map(|&(pi, member)| {
+                sum += pi;
+                // Non-negative: + 0.5 and truncation round to nearest.
+                Slot {
+                    end: (sum * scale + 0.5).min(f64::from(line)) as u32,
+                    member,
+                }
+            })
+            .collect();
         if let Some(last) = slots.last_mut() {
-            last.end = k as f64;
+            last.end = line;
         }
         let n = slots.len();
-        let width = k as f64 / n as f64;
         let mut guide = Vec::with_capacity(n);
         let mut j = 0;
         for g in 0..n {
-            let start = g as f64 * width;
-            while j + 1 < n && slots[j].end <= start {
+            let start = ((g as u64) << 32) / n as u64;
+            while j + 1 < n && u64::from(slots[j].end) <= start {
                 j += 1;
             }
             guide.push(j as u32); // j < n <= u32::MAX (members are u32 ids)
@@ -105,10 +120,11 @@ impl Ordering {
         }
     }
 
-    /// The slot whose segment holds `point` (0 <= point < k).
-    fn find(&self, point: f64, k: usize) -> usize {
+    /// The slot whose segment holds `point` (a point on the line).
+    fn find(&self, point: u32) -> usize {
         let n = self.slots.len();
-        let g = ((point * n as f64 / k as f64) as usize).min(n - 1);
+        // g · 2³² / n <= point: the guide entry is at or before the slot sought.
+        let g = ((u64::from(point) * n as u64) >> 32) as usize;
         let mut j = self.guide[g] as usize;
         while j + 1 < n && self.slots[j].end <= point {
             j += 1;
@@ -175,15 +191,22 @@ impl Sampler {
     pub fn new<R: Rng + ?Sized>(members: Vec<u32>, weights: &[u32], k: usize, rng: &mut R) -> Self {
         debug_assert_eq!(members.len(), weights.len());
         let k = k.clamp(1, MAX_PICK);
+        let unit = unit_for(k);
         let inclusion = inclusion_probabilities(weights, k);
         let orderings = if members.len() <= k {
             Vec::new()
         } else {
+            // Shuffled as pairs, so that laying an ordering out reads memory in order.
+            let mut order: Vec<(f64, u32)> = inclusion
+                .iter()
+                .copied()
+                .zip(members.iter().copied())
+                .collect();
+            let total = inclusion.iter().sum();
             (0..orderings_for(members.len()))
                 .map(|_| {
-                    let mut order: Vec<usize> = (0..members.len()).collect();
                     order.shuffle(rng);
-                    Ordering::new(&members, &inclusion, &order, k)
+                    Ordering::new(&order, total, unit * k as u32)
                 })
                 .collect()
         };
@@ -191,6 +214,7 @@ impl Sampler {
             members: members.into_boxed_slice(),
             inclusion: inclusion.into_boxed_slice(),
             k,
+            unit,
             orderings: orderings.into_boxed_slice(),
         }
     }
@@ -225,10 +249,11 @@ impl Sampler {
             }
         } else {
             let ordering = &self.orderings[rng.random_range(0..self.orderings.len())];
-            let u: f64 = rng.random();
+            let u = rng.random_range(0..self.unit);
             let mut previous = usize::MAX;
-            for step in 0..self.k {
-                let j = ordering.find(u + step as f64, self.k);
+            for step in 0..self.k as u32 {
+                // < k · unit: fits the line.
+                let j = ordering.find(u + step * self.unit);
                 // Segments are at most 1 long, so j grows strictly; the check guards
                 // against rounding only.
                 if j != previous {
@@ -397,11 +422,20 @@ mod tests {
         for n in [5usize, 9, 100, 1000] {
             let weights: Vec<u32> = (0..n).map(|_| rng.random_range(1..3_000_000)).collect();
             let s = Sampler::new((0..n as u32).collect(), &weights, 4, &mut rng);
+            let line = s.unit * 4;
             for o in s.orderings.iter() {
-                for _ in 0..2000 {
-                    let p: f64 = rng.random::<f64>() * 4.0;
+                for p in (0..2000)
+                    .map(|_| rng.random_range(0..line))
+                    .chain([0, 1, line - 1])
+                {
                     let expected = o.slots.partition_point(|s| s.end <= p).min(n - 1);
-                    assert_eq!(o.find(p, 4), expected, "n {n} point {p}");
+                    assert_eq!(o.find(p), expected, "n {n} point {p}");
+                }
+                // Every segment holds its own end minus one.
+                for (j, slot) in o.slots.iter().enumerate() {
+                    if j == 0 || slot.end > o.slots[j - 1].end {
+                        assert_eq!(o.find(slot.end - 1), j);
+                    }
                 }
             }
         }

@@ -9,11 +9,11 @@ pub use names::{DebugName, Names, Node, PoolName, Rr, Target};
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rand::SeedableRng;
-use rand::rngs::StdRng;
+use rand::rngs::{SmallRng, StdRng};
+use rand::{RngExt, SeedableRng};
 
 use crate::config::{AaaaPolicy, ZoneConfig};
 use crate::continent::{self, Continent};
@@ -157,6 +157,106 @@ pub struct IdentityRecords {
     pub hostname: Option<Rr>,
 }
 
+/// Builds every pool zone's sets (per family, per zone index) from the member ids of each.
+///
+/// The sets are independent, so they are built by a few threads taking the next one as
+/// they finish (largest first): a reload under a full query load gets the build done in a
+/// fraction of the time one thread would take. Each set shuffles with its own generator,
+/// seeded from one drawn for the build.
+fn build_zone_sets(
+    config: &ZoneConfig,
+    members: &[Member],
+    zone_members: &[Vec<Vec<u32>>; 2],
+    epoch: u64,
+) -> [Box<[ZoneSets]>; 2] {
+    let k = config.records;
+    let parts = usize::from(config.numbered);
+    let build_one = |family: Family, zone: usize, seed: u64| -> ZoneSets {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let ids = &zone_members[family as usize][zone];
+        let split_family =
+            !(family == Family::V6 && matches!(config.aaaa, AaaaPolicy::OnlyNumbered(_)));
+        let weights: Vec<u32> = ids.iter().map(|&i| members[i as usize].netspeed).collect();
+        let netspeed = weights.iter().map(|&w| u64::from(w)).sum();
+        let numbered = if split_family && ids.len() >= split::MIN_SERVERS_TO_SPLIT {
+            let part_of = split::split(&weights, parts, split::seed(epoch, zone, family as usize));
+            (0..parts)
+                .map(|p| {
+                    let (sub_ids, sub_weights): (Vec<u32>, Vec<u32>) = ids
+                        .iter()
+                        .zip(&weights)
+                        .zip(&part_of)
+                        .filter(|&(_, &q)| q == p)
+                        .map(|((&i, &w), _)| (i, w))
+                        .unzip();
+                    Sampler::new(sub_ids, &sub_weights, k, &mut rng)
+                })
+                .collect()
+        } else {
+            Box::default()
+        };
+        ZoneSets {
+            all: Sampler::new(ids.clone(), &weights, k, &mut rng),
+            numbered,
+            netspeed,
+        }
+    };
+
+    let mut seeds = StdRng::from_rng(&mut rand::rng());
+    let mut jobs: Vec<(Family, usize, u64)> = [Family::V4, Family::V6]
+        .into_iter()
+        .flat_map(|f| (0..zone_members[f as usize].len()).map(move |z| (f, z)))
+        .map(|(f, z)| (f, z, seeds.random()))
+        .collect();
+    jobs.sort_by_key(|&(f, z, _)| std::cmp::Reverse(zone_members[f as usize][z].len()));
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&(family, zone, seed)) = jobs.get(i) else {
+                return done;
+            };
+            done.push((family, zone, build_one(family, zone, seed)));
+        }
+    };
+    let built: Vec<(Family, usize, ZoneSets)> = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads)
+            .filter_map(|i| {
+                // Without a helper thread the calling thread does the whole build.
+                std::thread::Builder::new()
+                    .name(format!("build-{i}"))
+                    .spawn_scoped(scope, work)
+                    .ok()
+            })
+            .collect();
+        let mut built = work();
+        for h in helpers {
+            match h.join() {
+                Ok(part) => built.extend(part),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        built
+    });
+    let mut zones: [Vec<Option<ZoneSets>>; 2] = [
+        std::iter::repeat_with(|| None)
+            .take(zone_members[0].len())
+            .collect(),
+        std::iter::repeat_with(|| None)
+            .take(zone_members[1].len())
+            .collect(),
+    ];
+    for (family, zone, sets) in built {
+        zones[family as usize][zone] = Some(sets);
+    }
+    // Every job ran exactly once (the counter hands each index out once).
+    zones.map(|z| z.into_iter().flatten().collect())
+}
+
 fn txt(text: &str) -> Rr {
     let bytes = &text.as_bytes()[..text.len().min(255)]; // config checks <= 255
     let mut rdata = Vec::with_capacity(bytes.len() + 1);
@@ -187,6 +287,13 @@ impl Table {
         let started = Instant::now();
         let country_index = country_index(&config);
         let zone_count = 1 + Continent::ALL.len() + continent::countries().count();
+        // The continent of each country code, by code slot: a lookup per server.
+        let mut continent_by_slot = vec![None; 26 * 26];
+        for (code, c) in continent::countries() {
+            if let Some(s) = slot(code) {
+                continent_by_slot[s] = Some(c);
+            }
+        }
         let mut members = Vec::new();
         // Per family, per zone: member indices.
         let mut zone_members: [Vec<Vec<u32>>; 2] =
@@ -209,10 +316,10 @@ impl Table {
                     zones.push(ZoneId::Continent(c));
                 } else if let Some(i) = lookup_country(&country_index, label) {
                     zones.push(ZoneId::Country(i));
-                    if server.zones.is_none() {
-                        if let Some(c) = continent::continent_of(label) {
-                            zones.push(ZoneId::Continent(c));
-                        }
+                    if server.zones.is_none()
+                        && let Some(c) = slot(label).and_then(|s| continent_by_slot[s])
+                    {
+                        zones.push(ZoneId::Continent(c));
                     }
                 }
             }
@@ -228,48 +335,7 @@ impl Table {
             });
         }
 
-        let mut rng = StdRng::from_rng(&mut rand::rng());
-        let k = config.records;
-        let parts = usize::from(config.numbered);
-        let zones = [Family::V4, Family::V6].map(|family| {
-            let split_family =
-                !(family == Family::V6 && matches!(config.aaaa, AaaaPolicy::OnlyNumbered(_)));
-            zone_members[family as usize]
-                .iter()
-                .enumerate()
-                .map(|(zone, ids)| {
-                    let weights: Vec<u32> =
-                        ids.iter().map(|&i| members[i as usize].netspeed).collect();
-                    let netspeed = weights.iter().map(|&w| u64::from(w)).sum();
-                    let numbered = if split_family && ids.len() >= split::MIN_SERVERS_TO_SPLIT {
-                        let part_of = split::split(
-                            &weights,
-                            parts,
-                            split::seed(epoch, zone, family as usize),
-                        );
-                        (0..parts)
-                            .map(|p| {
-                                let (sub_ids, sub_weights): (Vec<u32>, Vec<u32>) = ids
-                                    .iter()
-                                    .zip(&weights)
-                                    .zip(&part_of)
-                                    .filter(|&(_, &q)| q == p)
-                                    .map(|((&i, &w), _)| (i, w))
-                                    .unzip();
-                                Sampler::new(sub_ids, &sub_weights, k, &mut rng)
-                            })
-                            .collect()
-                    } else {
-                        Box::default()
-                    };
-                    ZoneSets {
-                        all: Sampler::new(ids.clone(), &weights, k, &mut rng),
-                        numbered,
-                        netspeed,
-                    }
-                })
-                .collect::<Box<[_]>>()
-        });
+        let zones = build_zone_sets(&config, &members, &zone_members, epoch);
 
         let now = SystemTime::now();
         let serial = feed.serial.unwrap_or_else(|| {
