@@ -44,16 +44,10 @@ pub fn load_slice(source: &str, bytes: &[u8]) -> Result<Feed, FeedError> {
     let mut servers = Vec::with_capacity(file.servers.len());
     let mut by_ip: HashMap<IpAddr, u64> = HashMap::with_capacity(file.servers.len());
     let mut ids: HashSet<u64> = HashSet::with_capacity(file.servers.len());
-    for (index, raw) in file.servers.iter().enumerate() {
-        let checked = check_entry(raw.get());
-        let id = match &checked {
-            Ok(server) => Some(server.id),
-            Err(_) => serde_json::from_str::<IdOnly>(raw.get())
-                .ok()
-                .and_then(|e| e.id),
-        };
+    for (index, checked) in check_entries(&file.servers).into_iter().enumerate() {
         match checked {
             Ok(server) => {
+                let id = Some(server.id);
                 if let Some(&first_id) = by_ip.get(&server.ip) {
                     report.skipped.push(Skipped {
                         index,
@@ -74,7 +68,7 @@ pub fn load_slice(source: &str, bytes: &[u8]) -> Result<Feed, FeedError> {
                     servers.push(server);
                 }
             }
-            Err(reason) => report.skipped.push(Skipped { index, id, reason }),
+            Err((reason, id)) => report.skipped.push(Skipped { index, id, reason }),
         }
     }
     Ok(Feed {
@@ -83,6 +77,55 @@ pub fn load_slice(source: &str, bytes: &[u8]) -> Result<Feed, FeedError> {
         servers,
         report,
         loaded_at: std::time::SystemTime::now(),
+    })
+}
+
+/// An entry checked on its own: the server, or why it is skipped and its id if readable.
+type Checked = Result<Server, (SkipReason, Option<u64>)>;
+
+/// Feeds from this many entries on are checked by several threads.
+const PARALLEL_FROM: usize = 8192;
+
+/// Checks every entry, in order. Entries are independent, so a large feed is cut into one
+/// run of entries per thread (up to 4): parsing is most of a reload's time.
+fn check_entries(raw: &[&serde_json::value::RawValue]) -> Vec<Checked> {
+    let check = |raw: &serde_json::value::RawValue| {
+        check_entry(raw.get()).map_err(|reason| {
+            let id = serde_json::from_str::<IdOnly>(raw.get())
+                .ok()
+                .and_then(|e| e.id);
+            (reason, id)
+        })
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    if raw.len() < PARALLEL_FROM || threads < 2 {
+        return raw.iter().map(|r| check(r)).collect();
+    }
+    let chunk = raw.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut runs = raw.chunks(chunk);
+        let first = runs.next().unwrap_or_default();
+        let helpers: Vec<_> = runs
+            .map(|run| {
+                let work = move || run.iter().map(|r| check(r)).collect::<Vec<_>>();
+                // Where no thread can be started, the run is checked here.
+                std::thread::Builder::new()
+                    .name("feed-check".into())
+                    .spawn_scoped(scope, work)
+                    .map_err(|_| work)
+            })
+            .collect();
+        let mut checked: Vec<Checked> = first.iter().map(|r| check(r)).collect();
+        for helper in helpers {
+            match helper {
+                Ok(handle) => match handle.join() {
+                    Ok(part) => checked.extend(part),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                Err(work) => checked.extend(work()),
+            }
+        }
+        checked
     })
 }
 
@@ -99,7 +142,7 @@ fn check_entry(raw: &str) -> Result<Server, SkipReason> {
         .ip
         .trim()
         .parse()
-        .map_err(|_| SkipReason::BadAddress(entry.ip.clone()))?;
+        .map_err(|_| SkipReason::BadAddress(entry.ip.clone().into_owned()))?;
     // An IPv4-mapped IPv6 address is an IPv4 server written oddly.
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
@@ -117,7 +160,7 @@ fn check_entry(raw: &str) -> Result<Server, SkipReason> {
         .ok_or_else(|| SkipReason::BadScore(entry.score.to_string()))?;
     let country = entry.country.to_ascii_lowercase();
     if continent::continent_of(&country).is_none() {
-        return Err(SkipReason::UnknownCountry(entry.country));
+        return Err(SkipReason::UnknownCountry(entry.country.into_owned()));
     }
     let zones = match entry.zones {
         None => None,
@@ -128,7 +171,7 @@ fn check_entry(raw: &str) -> Result<Server, SkipReason> {
                 if continent::continent_of(&lower).is_none()
                     && Continent::from_label(&lower).is_none()
                 {
-                    return Err(SkipReason::UnknownZone(z));
+                    return Err(SkipReason::UnknownZone(z.into_owned()));
                 }
                 zones.push(lower);
             }
@@ -202,6 +245,48 @@ mod tests {
             "{}",
             rendered[7]
         );
+    }
+
+    #[test]
+    fn a_large_feed_checked_by_several_threads_keeps_its_order() {
+        // Past PARALLEL_FROM, so cut into runs; bad entries and a duplicate in several runs.
+        let n = 3 * PARALLEL_FROM + 17;
+        let entries: Vec<String> = (0..n)
+            .map(|i| match i {
+                5 | 9000 | 20_000 => format!(r#"{{"id": {i}, "ip": "nope", "netspeed": 1, "score": 20, "country": "de"}}"#),
+                // The address of entry 1: a duplicate, far from the first.
+                24_000 => r#"{"id": 24000, "ip": "10.0.0.1", "netspeed": 1, "score": 20, "country": "de"}"#.to_owned(),
+                _ => format!(
+                    r#"{{"id": {i}, "ip": "10.{}.{}.{}", "netspeed": 1, "score": 20, "country": "de"}}"#,
+                    i >> 16,
+                    (i >> 8) & 255,
+                    i & 255
+                ),
+            })
+            .collect();
+        let json = format!(r#"{{"servers": [{}]}}"#, entries.join(","));
+        let feed = load_slice("feed.json", json.as_bytes()).unwrap();
+        let skipped: Vec<(usize, Option<u64>)> = feed
+            .report
+            .skipped
+            .iter()
+            .map(|s| (s.index, s.id))
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                (5, Some(5)),
+                (9000, Some(9000)),
+                (20_000, Some(20_000)),
+                (24_000, Some(24_000))
+            ]
+        );
+        assert_eq!(feed.servers.len(), n - 4);
+        let ids: Vec<u64> = feed.servers.iter().map(|s| s.id).collect();
+        let expected: Vec<u64> = (0..n as u64)
+            .filter(|i| ![5, 9000, 20_000, 24_000].contains(i))
+            .collect();
+        assert_eq!(ids, expected);
     }
 
     #[test]
