@@ -576,6 +576,7 @@ fn log_table(table: &Table, feed: &Feed, what: &str) {
         eligible_v4 = table.eligible(Family::V4),
         eligible_v6 = table.eligible(Family::V6),
         serial = table.serial,
+        load_ms = feed.load_time.as_secs_f64() * 1e3,
         build_ms = table.build_time.as_secs_f64() * 1e3,
         "{what}"
     );

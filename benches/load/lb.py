@@ -701,7 +701,7 @@ def ts_of(line):
 def reload_log(path):
     """From pooldns' log: startup build_ms, and per "feed loaded" line its build_ms and
     (time, serial)."""
-    builds, loaded, refused = [], [], []
+    builds, loaded, refused, loads = [], [], [], []
     startup = None
     for line in open(path, errors="replace"):
         line = ANSI.sub("", line)
@@ -710,11 +710,14 @@ def reload_log(path):
             startup = float(m.group(1))
         elif "feed loaded" in line and m:
             builds.append(float(m.group(1)))
+            load = re.search(r"load_ms=([\d.]+)", line)
+            if load:
+                loads.append(float(load.group(1)))
             serial = re.search(r"serial=(\d+)", line)
             loaded.append((ts_of(line), int(serial.group(1)) if serial else None))
         elif "keeps serving" in line or "refused" in line:
             refused.append(line.strip())
-    return startup, builds, loaded, refused
+    return startup, builds, loaded, refused, loads
 
 
 def stats3(xs, unit=""):
@@ -728,7 +731,7 @@ def stats3(xs, unit=""):
 def cmd_reload_report(args):
     """Summarises the reload-under-load run and checks it against the targets; exit 1 when
     an answer was lost or wrong, a swap failed, or a target was missed."""
-    startup, builds, loaded, refused = reload_log(args.log)
+    startup, builds, loaded, refused, loads = reload_log(args.log)
     # Each rename is matched with the first "feed loaded" after it that carries the serial of
     # the feed it put in place (the two feeds have different serials), so a reload of the
     # previous rename that finishes late is not taken for it.
@@ -760,6 +763,8 @@ def cmd_reload_report(args):
           f"saturating UDP load")
     print(f"  swaps                  {len(swaps)} renames, {len(builds)} 'feed loaded', "
           f"{len(refused)} refused or failed")
+    if loads:
+        print(f"  feed load (load_ms)    {stats3(loads, ' ms')}   (read, parse and check)")
     print(f"  table build (build_ms) {stats3(builds, ' ms')}   (at startup: "
           f"{fmt(startup, '.0f')} ms)")
     print(f"  rename -> table live   {stats3(lat, ' ms')}   (watch event + 50 ms settle "

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
+use std::time::Instant;
 
 use super::schema::{Entry, File, IdOnly};
 use super::{Feed, FeedError, LoadReport, Server, SkipReason, Skipped};
@@ -11,15 +12,19 @@ use crate::continent::{self, Continent};
 
 /// Loads the feed file at `path`.
 pub fn load_file(path: &Path) -> Result<Feed, FeedError> {
+    let started = Instant::now();
     let bytes = std::fs::read(path).map_err(|source| FeedError::Read {
         path: path.to_owned(),
         source,
     })?;
-    load_slice(&path.display().to_string(), &bytes)
+    let mut feed = load_slice(&path.display().to_string(), &bytes)?;
+    feed.load_time = started.elapsed();
+    Ok(feed)
 }
 
 /// Loads a feed from bytes; `source` names it in messages.
 pub fn load_slice(source: &str, bytes: &[u8]) -> Result<Feed, FeedError> {
+    let started = Instant::now();
     let parse_error = |reason: String| FeedError::Parse {
         origin: source.to_owned(),
         reason,
@@ -77,6 +82,7 @@ pub fn load_slice(source: &str, bytes: &[u8]) -> Result<Feed, FeedError> {
         servers,
         report,
         loaded_at: std::time::SystemTime::now(),
+        load_time: started.elapsed(),
     })
 }
 

@@ -46,6 +46,8 @@ pub struct Feed {
     pub report: LoadReport,
     /// When it was loaded.
     pub loaded_at: std::time::SystemTime,
+    /// How long reading (files only), parsing and checking took.
+    pub load_time: std::time::Duration,
 }
 
 /// What loading skipped.
