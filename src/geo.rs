@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use maxminddb::{PathElement, Reader};
 
@@ -35,6 +36,8 @@ enum Shape {
 pub struct GeoDb {
     reader: Reader<Vec<u8>>,
     shape: Shape,
+    /// Recent results by /24 (IPv4) or /48 (IPv6), see [`Cache`].
+    cache: Cache,
     /// Where it was loaded from.
     pub path: PathBuf,
 }
@@ -96,6 +99,7 @@ impl GeoDb {
         let mut db = GeoDb {
             reader,
             shape: Shape::Unknown,
+            cache: Cache::new(),
             path: path.to_owned(),
         };
         db.shape = db.probe_shape();
@@ -153,6 +157,17 @@ impl GeoDb {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
         };
+        let key = CacheKey::of(ip);
+        if let Some(location) = self.cache.get(key) {
+            return location;
+        }
+        let location = self.look_up(ip);
+        self.cache.put(key, location);
+        location
+    }
+
+    /// Looks an address up in the database itself.
+    fn look_up(&self, ip: IpAddr) -> Location {
         let Ok(result) = self.reader.lookup(ip) else {
             return Location::default();
         };
@@ -181,6 +196,110 @@ impl GeoDb {
             country,
             prefix_len,
         }
+    }
+}
+
+/// A cache of lookups in front of the database, shared by every thread without a lock.
+///
+/// A lookup walks 20 to 30 tree nodes spread over megabytes, each a likely cache miss; the
+/// resolvers and client subnets that ask a pool zone repeat, so most lookups are for a
+/// network seen moments ago. A result is kept when its database network is at least as
+/// wide as a /24 (IPv4) or /48 (IPv6): then every address of that /24 or /48 has the same
+/// result, so it is stored once under the /24 or /48, and a later address in it is answered
+/// from one 8-byte slot. Narrower networks are always looked up.
+///
+/// Direct-mapped, 65,536 slots of one `AtomicU64` each (512 KiB): a new entry replaces
+/// whatever shared its slot. A slot packs the whole entry — the key's bits not implied by
+/// its slot, the family, the prefix length and the country — so a read is one atomic load
+/// and can never mix two entries.
+struct Cache {
+    slots: Box<[AtomicU64]>,
+}
+
+/// log2 of the number of cache slots.
+const CACHE_BITS: u32 = 16;
+
+/// An address reduced to its cache key: the /24 or /48 it is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CacheKey {
+    v6: bool,
+    /// The top 24 (IPv4) or 48 (IPv6) bits.
+    bits: u64,
+}
+
+impl CacheKey {
+    fn of(ip: IpAddr) -> CacheKey {
+        match ip {
+            IpAddr::V4(v4) => CacheKey {
+                v6: false,
+                bits: u64::from(u32::from(v4) >> 8),
+            },
+            IpAddr::V6(v6) => CacheKey {
+                v6: true,
+                bits: (u128::from(v6) >> 80) as u64,
+            },
+        }
+    }
+
+    /// The widest network prefix a result may have to be kept under this key.
+    fn max_prefix(self) -> u8 {
+        if self.v6 { 48 } else { 24 }
+    }
+
+    /// The slot: the low bits folded with the rest. Together with the bits above the low
+    /// ones (stored in the slot) it gives back the whole key.
+    fn slot(self) -> usize {
+        let b = self.bits;
+        ((b ^ (b >> CACHE_BITS) ^ (b >> (2 * CACHE_BITS))) & ((1 << CACHE_BITS) - 1)) as usize
+    }
+}
+
+// Slot layout: bit 0 valid, bit 1 IPv6, bits 2..9 prefix length, bit 9 country known,
+// bits 10..20 the two letters (5 bits each, 'a' = 0), bits 20..64 the key above its low
+// CACHE_BITS bits (at most 48 - 16 = 32 bits).
+const VALID: u64 = 1;
+const V6: u64 = 2;
+const HAS_COUNTRY: u64 = 1 << 9;
+
+impl Cache {
+    fn new() -> Cache {
+        Cache {
+            slots: (0..1 << CACHE_BITS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn tag(key: CacheKey) -> u64 {
+        VALID | if key.v6 { V6 } else { 0 } | (key.bits >> CACHE_BITS) << 20
+    }
+
+    fn get(&self, key: CacheKey) -> Option<Location> {
+        let slot = self.slots[key.slot()].load(Relaxed);
+        const TAG_MASK: u64 = VALID | V6 | !((1 << 20) - 1);
+        if slot & TAG_MASK != Self::tag(key) {
+            return None;
+        }
+        let country = (slot & HAS_COUNTRY != 0).then(|| {
+            let letter = |shift: u32| b'a' + ((slot >> shift) & 31) as u8;
+            [letter(10), letter(15)]
+        });
+        Some(Location {
+            country,
+            prefix_len: ((slot >> 2) & 127) as u8,
+        })
+    }
+
+    fn put(&self, key: CacheKey, location: Location) {
+        if location.prefix_len > key.max_prefix() {
+            return;
+        }
+        let mut slot = Self::tag(key) | u64::from(location.prefix_len) << 2;
+        if let Some([a, b]) = location.country {
+            // Lowercase ASCII letters: `look_up` makes sure.
+            slot |= HAS_COUNTRY
+                | u64::from(a.wrapping_sub(b'a') & 31) << 10
+                | u64::from(b.wrapping_sub(b'a') & 31) << 15;
+        }
+        self.slots[key.slot()].store(slot, Relaxed);
     }
 }
 
@@ -283,6 +402,74 @@ mod tests {
         assert_eq!(mapped.country_str(), Some("gb"));
         let none = nested.locate("1.1.1.1".parse().unwrap());
         assert_eq!((none.country, none.prefix_len), (None, 8));
+    }
+
+    #[test]
+    fn cached_lookups_equal_the_database() {
+        use rand::{RngExt, SeedableRng};
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let db = GeoDb::open(&root.join("data/dbip-country.mmdb")).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        // Addresses that share /24s and /48s (so the cache answers), and slots (so entries
+        // replace each other): 3,000 networks, 20 addresses in each, in random order.
+        let networks: Vec<IpAddr> = (0..3000)
+            .map(|i| {
+                if i % 4 == 0 {
+                    let top: u16 = rng.random_range(0x2000..0x2c00);
+                    IpAddr::V6(Ipv6Addr::from(
+                        (u128::from(top) << 112) | (u128::from(rng.random::<u32>()) << 80),
+                    ))
+                } else {
+                    IpAddr::V4(Ipv4Addr::from(rng.random::<u32>() & !0xff))
+                }
+            })
+            .collect();
+        let mut hits = 0;
+        for _ in 0..60_000 {
+            let net = networks[rng.random_range(0..networks.len())];
+            let ip = match net {
+                IpAddr::V4(v4) => {
+                    IpAddr::V4(Ipv4Addr::from(u32::from(v4) | rng.random_range(0..256)))
+                }
+                IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(
+                    u128::from(v6) | u128::from(rng.random::<u64>()),
+                )),
+            };
+            hits += usize::from(db.cache.get(CacheKey::of(ip)).is_some());
+            assert_eq!(db.locate(ip), db.look_up(ip), "{ip}");
+        }
+        assert!(hits > 30_000, "the cache answered only {hits} of 60,000");
+        // Keys that share a slot stay apart.
+        let a = CacheKey {
+            v6: false,
+            bits: 0x12_3456,
+        };
+        let b = CacheKey {
+            v6: false,
+            bits: 0x12_3456 ^ 0x01_0001,
+        };
+        assert_eq!(a.slot(), b.slot());
+        let gb = Location {
+            country: Some(*b"gb"),
+            prefix_len: 18,
+        };
+        db.cache.put(a, gb);
+        assert_eq!(db.cache.get(a), Some(gb));
+        assert_eq!(db.cache.get(b), None);
+        let v6 = CacheKey {
+            v6: true,
+            bits: a.bits,
+        };
+        assert_eq!(db.cache.get(v6), None);
+        // Narrower than the key: not kept.
+        db.cache.put(
+            b,
+            Location {
+                country: None,
+                prefix_len: 25,
+            },
+        );
+        assert_eq!(db.cache.get(b), None);
     }
 
     #[test]
