@@ -53,6 +53,7 @@ pub mod geo;
 pub mod http;
 pub mod metrics;
 pub mod name;
+pub mod parallel;
 pub mod querylog;
 pub mod reload;
 pub mod report;

@@ -89,49 +89,19 @@ pub fn load_slice(source: &str, bytes: &[u8]) -> Result<Feed, FeedError> {
 /// An entry checked on its own: the server, or why it is skipped and its id if readable.
 type Checked = Result<Server, (SkipReason, Option<u64>)>;
 
-/// Feeds from this many entries on are checked by several threads.
-const PARALLEL_FROM: usize = 8192;
+/// Entries a reload thread takes at a time: larger feeds are checked by several threads.
+const CHUNK: usize = 4096;
 
-/// Checks every entry, in order. Entries are independent, so a large feed is cut into one
-/// run of entries per thread (up to 4): parsing is most of a reload's time.
+/// Checks every entry, in order; a large feed on several threads (parsing is most of a
+/// reload's time).
 fn check_entries(raw: &[&serde_json::value::RawValue]) -> Vec<Checked> {
-    let check = |raw: &serde_json::value::RawValue| {
+    crate::parallel::map(raw, CHUNK, |raw| {
         check_entry(raw.get()).map_err(|reason| {
             let id = serde_json::from_str::<IdOnly>(raw.get())
                 .ok()
                 .and_then(|e| e.id);
             (reason, id)
         })
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    if raw.len() < PARALLEL_FROM || threads < 2 {
-        return raw.iter().map(|r| check(r)).collect();
-    }
-    let chunk = raw.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let mut runs = raw.chunks(chunk);
-        let first = runs.next().unwrap_or_default();
-        let helpers: Vec<_> = runs
-            .map(|run| {
-                let work = move || run.iter().map(|r| check(r)).collect::<Vec<_>>();
-                // Where no thread can be started, the run is checked here.
-                std::thread::Builder::new()
-                    .name("feed-check".into())
-                    .spawn_scoped(scope, work)
-                    .map_err(|_| work)
-            })
-            .collect();
-        let mut checked: Vec<Checked> = first.iter().map(|r| check(r)).collect();
-        for helper in helpers {
-            match helper {
-                Ok(handle) => match handle.join() {
-                    Ok(part) => checked.extend(part),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                },
-                Err(work) => checked.extend(work()),
-            }
-        }
-        checked
     })
 }
 
@@ -255,8 +225,8 @@ mod tests {
 
     #[test]
     fn a_large_feed_checked_by_several_threads_keeps_its_order() {
-        // Past PARALLEL_FROM, so cut into runs; bad entries and a duplicate in several runs.
-        let n = 3 * PARALLEL_FROM + 17;
+        // Several chunks, so several threads; bad entries and a duplicate in different chunks.
+        let n = 6 * CHUNK + 17;
         let entries: Vec<String> = (0..n)
             .map(|i| match i {
                 5 | 9000 | 20_000 => format!(r#"{{"id": {i}, "ip": "nope", "netspeed": 1, "score": 20, "country": "de"}}"#),

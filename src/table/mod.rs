@@ -9,7 +9,7 @@ pub use names::{DebugName, Names, Node, PoolName, Rr, Target};
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::rngs::{SmallRng, StdRng};
@@ -159,10 +159,8 @@ pub struct IdentityRecords {
 
 /// Builds every pool zone's sets (per family, per zone index) from the member ids of each.
 ///
-/// The sets are independent, so they are built by a few threads taking the next one as
-/// they finish (largest first): a reload under a full query load gets the build done in a
-/// fraction of the time one thread would take. Each set shuffles with its own generator,
-/// seeded from one drawn for the build.
+/// The sets are independent, so they are built by a few threads (see [`crate::parallel`]).
+/// Each zone shuffles with its own generator, seeded from one drawn for the build.
 fn build_zone_sets(
     config: &ZoneConfig,
     members: &[Member],
@@ -208,39 +206,10 @@ fn build_zone_sets(
         .flat_map(|f| (0..zone_members[f as usize].len()).map(move |z| (f, z)))
         .map(|(f, z)| (f, z, seeds.random()))
         .collect();
+    // Largest first, handed out one by one: the threads finish together.
     jobs.sort_by_key(|&(f, z, _)| std::cmp::Reverse(zone_members[f as usize][z].len()));
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 4);
-    let next = AtomicUsize::new(0);
-    let work = || {
-        let mut done = Vec::new();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(&(family, zone, seed)) = jobs.get(i) else {
-                return done;
-            };
-            done.push((family, zone, build_one(family, zone, seed)));
-        }
-    };
-    let built: Vec<(Family, usize, ZoneSets)> = std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads)
-            .filter_map(|i| {
-                // Without a helper thread the calling thread does the whole build.
-                std::thread::Builder::new()
-                    .name(format!("build-{i}"))
-                    .spawn_scoped(scope, work)
-                    .ok()
-            })
-            .collect();
-        let mut built = work();
-        for h in helpers {
-            match h.join() {
-                Ok(part) => built.extend(part),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        built
+    let built = crate::parallel::map(&jobs, 1, |&(family, zone, seed)| {
+        build_one(family, zone, seed)
     });
     let mut zones: [Vec<Option<ZoneSets>>; 2] = [
         std::iter::repeat_with(|| None)
@@ -250,10 +219,10 @@ fn build_zone_sets(
             .take(zone_members[1].len())
             .collect(),
     ];
-    for (family, zone, sets) in built {
+    for (&(family, zone, _), sets) in jobs.iter().zip(built) {
         zones[family as usize][zone] = Some(sets);
     }
-    // Every job ran exactly once (the counter hands each index out once).
+    // One job per family and zone: every slot is filled.
     zones.map(|z| z.into_iter().flatten().collect())
 }
 
