@@ -247,6 +247,14 @@ wait_ready() {  # name pid port logfile
     return 1
 }
 
+track() {  # name pid port logfile: stopped on exit; waits until it answers
+    local name=$1 pid=$2 port=$3 logfile=$4
+    CHILDREN+=("$pid")
+    wait_ready "$name" "$pid" "$port" "$logfile" || die "$name failed to start"
+    PORT[$name]=$port
+    PID[$name]=$pid
+}
+
 start_pooldns() {  # name feed
     local name=$1 feed=$2 port
     port=$(python3 "$LB" freeport) || die "no free port"
@@ -256,17 +264,13 @@ start_pooldns() {  # name feed
     NO_COLOR=1 RUST_LOG=info "$POOLDNS" serve --config "$CONFIG" --feed "$feed" \
         --geoip "$GEOIP" --listen "127.0.0.1:$port" --udp-workers "$WORKERS" "${extra[@]}" \
         > "$TMP/$name.out" 2> "$TMP/$name.log" &
-    local pid=$!
-    CHILDREN+=("$pid")
-    wait_ready "$name" "$pid" "$port" "$TMP/$name.log" || die "$name failed to start"
-    PORT[$name]=$port
-    PID[$name]=$pid
-    log "$name: pid $pid on 127.0.0.1:$port, $WORKERS UDP workers; $(sed 's/\x1b\[[0-9;]*m//g' \
+    track "$name" $! "$port" "$TMP/$name.log"
+    log "$name: pid ${PID[$name]} on 127.0.0.1:$port, $WORKERS UDP workers; $(sed 's/\x1b\[[0-9;]*m//g' \
         "$TMP/$name.log" | grep -o 'eligible_v4=[0-9]* eligible_v6=[0-9]*.*build_ms=[0-9]*' | head -1) ms"
 }
 
 start_static() {  # nsd|knot
-    local name=$1 port dir="$TMP/$1" pid
+    local name=$1 port dir="$TMP/$1"
     port=$(python3 "$LB" freeport) || die "no free port"
     mkdir -p "$dir"
     sed -e "s|@DIR@|$dir|g; s|@PORT@|$port|g; s|@ZONE@|$TMP/pool.ntp.org.zone|g; s|@WORKERS@|$WORKERS|g" \
@@ -276,26 +280,18 @@ start_static() {  # nsd|knot
     else
         "$KNOTD" -c "$dir/knot.conf" > "$dir/log" 2>&1 &
     fi
-    pid=$!
-    CHILDREN+=("$pid")
-    wait_ready "$name" "$pid" "$port" "$dir/log" || die "$name failed to start"
-    PORT[$name]=$port
-    PID[$name]=$pid
-    log "$name: pid $pid on 127.0.0.1:$port, $WORKERS UDP workers"
+    track "$name" $! "$port" "$dir/log"
+    log "$name: pid ${PID[$name]} on 127.0.0.1:$port, $WORKERS UDP workers"
 }
 
 # The floor: a trivial recvmmsg/sendmmsg loop that sends every query back with QR set
 # (examples/udp_echo.rs). UDP only; it answers any probe.
 start_echo() {
-    local name=echo port pid
+    local name=echo port
     port=$(python3 "$LB" freeport) || die "no free port"
     "$UDP_ECHO" --listen "127.0.0.1:$port" --workers "$WORKERS" > "$TMP/$name.log" 2>&1 &
-    pid=$!
-    CHILDREN+=("$pid")
-    wait_ready "$name" "$pid" "$port" "$TMP/$name.log" || die "$name failed to start"
-    PORT[$name]=$port
-    PID[$name]=$pid
-    log "$name: pid $pid on 127.0.0.1:$port, $WORKERS UDP workers (examples/udp_echo, UDP only)"
+    track "$name" $! "$port" "$TMP/$name.log"
+    log "$name: pid ${PID[$name]} on 127.0.0.1:$port, $WORKERS UDP workers (examples/udp_echo, UDP only)"
 }
 
 start_pooldns pooldns "$TMP/feed.json"
