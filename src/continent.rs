@@ -419,11 +419,26 @@ fn key(country: &str) -> Option<[u8; 2]> {
 /// Continent of a country code, ASCII case-insensitive ("DE" and "de" both work). None for unknown codes.
 #[must_use]
 pub fn continent_of(country: &str) -> Option<Continent> {
-    let key = key(country)?;
-    let i = COUNTRIES
-        .binary_search_by(|(code, _)| code.as_bytes().cmp(&key[..]))
-        .ok()?;
-    COUNTRIES.get(i).map(|&(_, continent)| continent)
+    // Called per feed entry and per server of a table build: a table by the two letters
+    // instead of a search of the sorted list.
+    static BY_LETTERS: std::sync::OnceLock<[Option<Continent>; 26 * 26]> =
+        std::sync::OnceLock::new();
+    let table = BY_LETTERS.get_or_init(|| {
+        let mut table = [None; 26 * 26];
+        for &(code, continent) in &COUNTRIES {
+            if let Some(i) = code_slot(code) {
+                table[i] = Some(continent);
+            }
+        }
+        table
+    });
+    code_slot(country).and_then(|i| table[i])
+}
+
+/// Where a two-letter code goes in a table of 26 × 26 (ASCII case-insensitive); None for
+/// anything but two letters.
+pub fn code_slot(code: &str) -> Option<usize> {
+    key(code).map(|[a, b]| usize::from(a - b'a') * 26 + usize::from(b - b'a'))
 }
 
 /// Every known country code (lowercase) with its continent, sorted by code.

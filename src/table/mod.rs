@@ -256,13 +256,6 @@ impl Table {
         let started = Instant::now();
         let country_index = country_index(&config);
         let zone_count = 1 + Continent::ALL.len() + continent::countries().count();
-        // The continent of each country code, by code slot: a lookup per server.
-        let mut continent_by_slot = vec![None; 26 * 26];
-        for (code, c) in continent::countries() {
-            if let Some(s) = slot(code) {
-                continent_by_slot[s] = Some(c);
-            }
-        }
         let mut members = Vec::new();
         // Per family, per zone: member indices.
         let mut zone_members: [Vec<Vec<u32>>; 2] =
@@ -286,7 +279,7 @@ impl Table {
                 } else if let Some(i) = lookup_country(&country_index, label) {
                     zones.push(ZoneId::Country(i));
                     if server.zones.is_none()
-                        && let Some(c) = slot(label).and_then(|s| continent_by_slot[s])
+                        && let Some(c) = continent::continent_of(label)
                     {
                         zones.push(ZoneId::Continent(c));
                     }
@@ -466,25 +459,15 @@ fn country_index(config: &ZoneConfig) -> Box<[Option<u16>]> {
             .get(*code)
             .and_then(|t| codes.iter().position(|c| c == t))
             .unwrap_or(i);
-        if let Some(slot) = slot(code) {
+        if let Some(slot) = continent::code_slot(code) {
             index[slot] = u16::try_from(canonical).ok();
         }
     }
     index.into_boxed_slice()
 }
 
-fn slot(code: &str) -> Option<usize> {
-    match code.as_bytes() {
-        &[a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => Some(
-            usize::from(a.to_ascii_lowercase() - b'a') * 26
-                + usize::from(b.to_ascii_lowercase() - b'a'),
-        ),
-        _ => None,
-    }
-}
-
 fn lookup_country(index: &[Option<u16>], code: &str) -> Option<u16> {
-    slot(code).and_then(|s| index.get(s).copied().flatten())
+    continent::code_slot(code).and_then(|s| index.get(s).copied().flatten())
 }
 
 fn render_soa(config: &ZoneConfig, serial: u32, ttl: u32) -> Rr {

@@ -11,10 +11,9 @@
 //! of first positions are multinomial, which is what the chi-square test needs.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::RecordType;
+use hickory_proto::op::ResponseCode;
 use tokio::net::UdpSocket;
 
 use crate::harness::*;
@@ -169,7 +168,9 @@ async fn collect(server: &TestServer, name: &str, n: usize) -> Vec<Vec<IpAddr>> 
             let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
             let mut answers = Vec::with_capacity(share);
             for i in 0..share {
-                answers.push(ask(&socket, addr, &name, i as u16).await);
+                let r = ask_a(&socket, addr, &name, i as u16).await;
+                assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+                answers.push(addresses(&r));
             }
             answers
         }));
@@ -180,26 +181,6 @@ async fn collect(server: &TestServer, name: &str, n: usize) -> Vec<Vec<IpAddr>> 
     }
     assert_eq!(all.len(), n);
     all
-}
-
-/// One query, retried on a (rare) lost datagram; replies to earlier tries are skipped.
-async fn ask(socket: &UdpSocket, addr: SocketAddr, name: &str, id: u16) -> Vec<IpAddr> {
-    let mut q = query(name, RecordType::A);
-    q.metadata.id = id;
-    let bytes = q.to_vec().unwrap();
-    let mut buf = vec![0u8; 4096];
-    for _ in 0..3 {
-        socket.send_to(&bytes, addr).await.unwrap();
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-        while let Ok(Ok(len)) = tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
-            let r = Message::from_vec(&buf[..len]).expect("answer parses");
-            if r.metadata.id == id {
-                assert_eq!(r.metadata.response_code, ResponseCode::NoError);
-                return addresses(&r);
-            }
-        }
-    }
-    panic!("no answer to {name} (id {id})");
 }
 
 fn assert_answers_are_4_distinct_of(answers: &[Vec<IpAddr>], servers: &[IpAddr]) {

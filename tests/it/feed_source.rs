@@ -430,20 +430,20 @@ async fn load_url(url: &str, poll: PollOptions) -> String {
 
 /// Ten equal servers in 192.0.2.0/24.
 fn old_set() -> Vec<S> {
-    (1..=10)
-        .map(|i| {
-            let ip: &'static str = format!("192.0.2.{i}").leak();
-            s(100 + i, ip, 10_000, ["de", "fr", "us"][i as usize % 3])
-        })
-        .collect()
+    ten_servers(100, "192.0.2", ["de", "fr", "us"])
 }
 
 /// Ten other equal servers in 198.51.100.0/24.
 fn new_set() -> Vec<S> {
+    ten_servers(200, "198.51.100", ["nl", "jp", "br"])
+}
+
+/// Ten servers of equal net speed, ids `base`+1.., addresses `net`.1.., countries in turn.
+fn ten_servers(base: u64, net: &str, countries: [&'static str; 3]) -> Vec<S> {
     (1..=10)
         .map(|i| {
-            let ip: &'static str = format!("198.51.100.{i}").leak();
-            s(200 + i, ip, 10_000, ["nl", "jp", "br"][i as usize % 3])
+            let ip: &'static str = format!("{net}.{i}").leak();
+            s(base + i, ip, 10_000, countries[i as usize % 3])
         })
         .collect()
 }

@@ -352,6 +352,32 @@ pub async fn read_framed(stream: &mut TcpStream) -> Option<Vec<u8>> {
 }
 
 /// A query for `name` under pool.test ("@" = apex; a name ending in "." is absolute).
+/// One UDP query for `name` A with `id` from a socket of the test's own (many queries in
+/// flight on one socket), retried on a (rare) lost datagram; replies to earlier tries are
+/// skipped. Panics when three tries go unanswered.
+pub async fn ask_a(
+    socket: &tokio::net::UdpSocket,
+    addr: SocketAddr,
+    name: &str,
+    id: u16,
+) -> Message {
+    let mut q = query(name, RecordType::A);
+    q.metadata.id = id;
+    let bytes = q.to_vec().unwrap();
+    let mut buf = vec![0u8; 4096];
+    for _ in 0..3 {
+        socket.send_to(&bytes, addr).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
+            let r = Message::from_vec(&buf[..n]).expect("answer parses");
+            if r.metadata.id == id {
+                return r;
+            }
+        }
+    }
+    panic!("no answer to {name} (id {id})");
+}
+
 pub fn query(name: &str, qtype: RecordType) -> Message {
     let fqdn = if name.ends_with('.') {
         name.to_owned()

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
 use tokio::net::UdpSocket;
 
@@ -206,7 +206,7 @@ async fn answers_stay_whole_and_from_one_feed_while_the_feed_is_rewritten_under_
             while !stop.load(Ordering::Relaxed) {
                 id = (id & 0xf000) | ((id + 1) & 0x0fff);
                 let name = ["@", "0", "1", "2", "3"][usize::from(id) % 5];
-                let r = ask(&socket, server.addr, name, id).await;
+                let r = ask_a(&socket, server.addr, name, id).await;
                 assert_eq!(r.metadata.response_code, ResponseCode::NoError);
                 let got: BTreeSet<IpAddr> = addresses(&r).into_iter().collect();
                 // The apex carries 4 of the 10; a numbered name all of its subset.
@@ -369,7 +369,7 @@ async fn assert_keeps_serving(server: &TestServer, set: &BTreeSet<IpAddr>) {
     let mut id = 0u16;
     while started.elapsed() < REFUSAL_WINDOW {
         id = id.wrapping_add(1);
-        let r = ask(&socket, server.addr, "@", id).await;
+        let r = ask_a(&socket, server.addr, "@", id).await;
         let got = addresses(&r);
         assert_eq!(got.len(), 4);
         assert!(
@@ -419,23 +419,4 @@ async fn assert_refused_then_recovers(bad_feeds: &[String]) {
     assert_switches_to(&server, &addresses_of(&new_set())).await;
     assert_eq!(soa_serial(&server).await, 2026112302);
     server.stop().await;
-}
-
-/// One UDP query for `name` A with `id`, retried on a (rare) lost datagram.
-async fn ask(socket: &UdpSocket, addr: std::net::SocketAddr, name: &str, id: u16) -> Message {
-    let mut q = query(name, RecordType::A);
-    q.metadata.id = id;
-    let bytes = q.to_vec().unwrap();
-    let mut buf = vec![0u8; 4096];
-    for _ in 0..3 {
-        socket.send_to(&bytes, addr).await.unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
-            let r = Message::from_vec(&buf[..n]).expect("answer parses");
-            if r.metadata.id == id {
-                return r;
-            }
-        }
-    }
-    panic!("no answer to {name} (id {id})");
 }
