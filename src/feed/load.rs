@@ -29,6 +29,14 @@ pub fn load_slice(source: &str, bytes: &[u8]) -> Result<Feed, FeedError> {
         origin: source.to_owned(),
         reason,
     };
+    // Checked before serde: it reads a struct from an array too (elements as the fields in
+    // order), and its message for one ("expected struct File") names our type, not the shape.
+    if let Some(what) = top_level_not_an_object(bytes) {
+        return Err(parse_error(format!(
+            "the top level is {what}, but a feed must be an object with a \"servers\" array: \
+             {{\"serial\": 1763798400, \"servers\": [{{\"id\": 1, ...}}]}}"
+        )));
+    }
     let file: File = serde_json::from_slice(bytes).map_err(|e| parse_error(e.to_string()))?;
     let serial = match file.serial {
         None | Some(serde_json::Value::Null) => None,
@@ -84,6 +92,27 @@ pub fn load_slice(source: &str, bytes: &[u8]) -> Result<Feed, FeedError> {
         loaded_at: std::time::SystemTime::now(),
         load_time: started.elapsed(),
     })
+}
+
+/// What the top level of `bytes` is when it is JSON but not an object; None for an object
+/// and for what is not JSON (the parser says what is wrong then).
+fn top_level_not_an_object(bytes: &[u8]) -> Option<&'static str> {
+    // JSON whitespace (RFC 8259 §2) is these four.
+    let first = bytes
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))?;
+    let what = match first {
+        b'[' => "an array",
+        b'"' => "a string",
+        b'-' | b'0'..=b'9' => "a number",
+        b't' | b'f' => "true or false",
+        b'n' => "null",
+        _ => return None,
+    };
+    // Only well-formed JSON: a cut-off array is better told by the parser's position.
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        .is_ok()
+        .then_some(what)
 }
 
 /// An entry checked on its own: the server, or why it is skipped and its id if readable.
@@ -275,6 +304,50 @@ mod tests {
         ] {
             let e = load_slice("feed.json", bad).unwrap_err().to_string();
             assert!(e.starts_with("feed.json: not a feed: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_feed_that_is_not_an_object_says_what_a_feed_is() {
+        let want = |what: &str| {
+            format!(
+                "servers.json: not a feed: the top level is {what}, but a feed must be an object \
+                 with a \"servers\" array: {{\"serial\": 1763798400, \"servers\": [{{\"id\": 1, ...}}]}}"
+            )
+        };
+        let array =
+            br#"[{"id": 1, "ip": "192.0.2.1", "netspeed": 1000, "score": 19.5, "country": "de"}]"#;
+        for (bad, what) in [
+            (&array[..], "an array"),
+            // serde would read a two-element array as the struct's fields, in order.
+            (b" \n[7, []]", "an array"),
+            (b"[]", "an array"),
+            (b"\"servers\"", "a string"),
+            (b"-5", "a number"),
+            (b"true", "true or false"),
+            (b"null", "null"),
+        ] {
+            let e = load_slice("servers.json", bad).unwrap_err().to_string();
+            assert_eq!(e, want(what));
+        }
+        // A file is named by its path.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("servers.json");
+        std::fs::write(&path, array).unwrap();
+        let e = load_file(&path).unwrap_err().to_string();
+        let named = want("an array").replacen("servers.json", &path.display().to_string(), 1);
+        assert_eq!(e, named);
+        // Not JSON, or cut off: the parser's message, with its position.
+        for (bad, reason) in [
+            (&b"<html>"[..], "expected value at line 1 column 1"),
+            (b"forbidden", "expected ident at line 1 column 2"),
+            (
+                b"[{\"id\": 1",
+                "EOF while parsing an object at line 1 column 9",
+            ),
+        ] {
+            let e = load_slice("servers.json", bad).unwrap_err().to_string();
+            assert_eq!(e, format!("servers.json: not a feed: {reason}"));
         }
     }
 
