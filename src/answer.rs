@@ -157,6 +157,9 @@ impl<'t> Answer<'t> {
     }
 }
 
+/// TTL of the "not public" answer at `_status`: long enough that resolvers keep it.
+pub const STATUS_PRIVATE_TTL: u32 = 3600;
+
 /// Answers a question from the table.
 pub fn answer<'t, R: Rng + ?Sized>(
     table: &'t Table,
@@ -199,13 +202,24 @@ pub fn answer<'t, R: Rng + ?Sized>(
     let apex = key.is_empty();
     let qtype = question.qtype;
     if let Some(debug) = node.debug {
-        if debug == DebugName::Status
+        // `_status` from afar, when it is not public: a cacheable NOERROR that says so.
+        // REFUSED made resolvers answer SERVFAIL and retry every server of the zone (one
+        // question cost 30 queries through Unbound).
+        let private = debug == DebugName::Status
             && !table.config.identity.status_public
-            && !client.source.is_loopback()
-        {
-            return Answer::refused(Ede::PROHIBITED);
-        }
-        if matches!(qtype, rtype::TXT | rtype::ANY) {
+            && !client.source.is_loopback();
+        if private && matches!(qtype, rtype::TXT | rtype::ANY) {
+            let mut text = TxtData::new();
+            text.string(format_args!(
+                "not public: _status is answered to loopback askers only"
+            ));
+            a.answer = Records::Txt {
+                ttl: STATUS_PRIVATE_TTL,
+                data: Box::new(text),
+            };
+        } else if private {
+            a.authority = Records::Set(std::slice::from_ref(&table.soa_negative));
+        } else if matches!(qtype, rtype::TXT | rtype::ANY) {
             if debug == DebugName::Country {
                 // The text names the client's country: it depends on the address.
                 a.ecs_scope = locate(table, client).1;
@@ -439,21 +453,44 @@ fn status_txt(table: &Table) -> TxtData {
     t
 }
 
-/// Where the client is, and the ECS scope that decision implies (DESIGN §4): a valid public
-/// ECS address is placed and its GeoIP network width is the scope; otherwise the packet
-/// source is placed and the scope is 0 (the answer does not depend on the ECS bits).
+/// Where the client is, and the ECS scope prefix the answer must carry (DESIGN §4,
+/// RFC 7871 §7.2.1). This is the one rule for the scope: the server and `pooldns explain`
+/// both come through here.
+///
+/// * No ECS, or ECS with source prefix 0 (the resolver asked for an answer it may give to
+///   every client, RFC 7871 §7.1.2): the packet source is placed and the scope is 0.
+/// * A public ECS address: it is placed, and the scope is the width of the GeoIP network
+///   that decided the region, counted in the option's own family: an IPv4-mapped subnet
+///   (`::ffff:81.2.69.0/120`) gets the IPv4 width plus 96.
+/// * An ECS address that cannot be placed (private, loopback, documentation, reserved):
+///   the packet source is placed instead, and the scope is the source prefix length. The
+///   answer then holds for that client subnet only. Scope 0 would tell the resolver the
+///   answer holds for every client, and it would hand this resolver-located answer to
+///   clients in other countries from its cache.
 pub fn locate(table: &Table, client: &Client) -> (Region, u8) {
     let (address, from_ecs) = client.placed_address();
-    if !geo::is_public(address) {
-        return (Region::default(), 0);
-    }
-    let location = table.geo.locate(address);
+    // One lookup per query: private addresses are never looked up.
+    let location = if geo::is_public(address) {
+        table.geo.locate(address)
+    } else {
+        geo::Location::default()
+    };
     let country = location.country_str().and_then(|c| table.country(c));
     let region = Region {
         country,
         continent: country.and_then(|c| table.continent_of(c)),
     };
-    (region, if from_ecs { location.prefix_len } else { 0 })
+    let scope = match client.ecs {
+        Some(e) if from_ecs => match e.address {
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => {
+                location.prefix_len.saturating_add(96)
+            }
+            _ => location.prefix_len,
+        },
+        Some(e) => e.source_prefix,
+        None => 0,
+    };
+    (region, scope)
 }
 
 /// Finds the origin at the end of `qname` (case-insensitively, on a label boundary) and

@@ -22,7 +22,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,7 +33,9 @@ use hickory_proto::rr::rdata::opt::EdnsOption;
 use pooldns::server::ServerOptions;
 use tokio::net::TcpStream;
 
-use crate::harness::{TestServer, feed_json, raw_udp, read_framed, repo, s, write_framed};
+use crate::harness::{
+    TestServer, feed_json, free_port, raw_udp, read_framed, repo, s, signal_group, write_framed,
+};
 
 // ---------------------------------------------------------------------------------------
 // The differences that are on purpose
@@ -840,18 +842,6 @@ impl Other {
     }
 }
 
-/// Signals the process group `pgid` (the daemon and whatever it forked; nothing else is in
-/// it, since the daemon was started as the leader of a new group).
-fn signal_group(pgid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg("--")
-        .arg(format!("-{pgid}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
 impl Drop for Daemon {
     fn drop(&mut self) {
         let pgid = self.child.id();
@@ -866,17 +856,6 @@ impl Drop for Daemon {
         // Whatever is left of the group (NSD's helper processes, a hung daemon).
         signal_group(pgid, "KILL");
         let _ = self.child.wait();
-    }
-}
-
-/// A loopback port free for both UDP and TCP at the time of asking.
-fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
-        let port = udp.local_addr().expect("local addr").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
     }
 }
 

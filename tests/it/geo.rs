@@ -116,6 +116,22 @@ async fn a_public_ecs_address_gets_its_countrys_servers_at_every_geo_targeted_na
     server.stop().await;
 }
 
+/// Issue 12 item 4: an IPv4-mapped subnet in family 2 got the IPv4 width (18) as its scope.
+/// The scope counts bits of the option's own family: the IPv4 width plus 96.
+#[tokio::test]
+async fn an_ipv4_mapped_subnet_is_placed_with_a_scope_in_its_own_family() {
+    let server = TestServer::start(&feed_json(&feed())).await;
+    for ((addr, source), servers, scope) in [
+        (("::ffff:81.2.69.142", 128), UK, 31 + 96),
+        (("::ffff:81.2.69.160", 123), UK, 27 + 96),
+        (("::ffff:89.160.20.112", 124), SE, 28 + 96),
+    ] {
+        let got = observed(&server, "@", RecordType::A, (addr, source), scope, 5).await;
+        assert_eq!(got, set(servers), "{addr}/{source}");
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn geo_targeting_applies_to_aaaa_and_falls_back_per_family() {
     let server = TestServer::start(&feed_json(&feed())).await;
@@ -273,7 +289,8 @@ async fn source_prefix_zero_gets_the_packet_sources_answer_and_scope_zero() {
 }
 
 #[tokio::test]
-async fn non_public_ecs_addresses_fall_back_to_the_packet_source_with_scope_zero() {
+async fn non_public_ecs_addresses_fall_back_to_the_packet_source_with_their_source_prefix_as_scope()
+{
     let server = TestServer::start(&feed_json(&feed())).await;
     // The packet source is 127.0.0.1: global.
     for ecs in [
@@ -287,7 +304,10 @@ async fn non_public_ecs_addresses_fall_back_to_the_packet_source_with_scope_zero
         ("fd00::", 8),
         ("::1", 128),
     ] {
-        let got = observed(&server, "@", RecordType::A, ecs, 0, 300).await;
+        // Issue 10 item 1: scope 0 would let a resolver's cache hand this answer, placed
+        // by the resolver's address, to clients in other countries. The scope is the
+        // source prefix: the answer holds for this subnet only.
+        let got = observed(&server, "@", RecordType::A, ecs, ecs.1, 300).await;
         assert_eq!(got, set(GLOBAL), "{ecs:?}");
     }
     server.stop().await;

@@ -455,3 +455,26 @@ pub async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -
     }
     check().await
 }
+
+/// Signals the process group `pgid` (the daemon and whatever it forked; nothing else is in
+/// it, since the daemon was started as the leader of a new group).
+pub fn signal_group(pgid: u32, signal: &str) {
+    let _ = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg("--")
+        .arg(format!("-{pgid}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+/// A loopback port free for both UDP and TCP at the time of asking.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
+        let port = udp.local_addr().expect("local addr").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}

@@ -13,4 +13,5 @@ mod names;
 mod ops;
 mod protocol;
 mod reload;
+mod resolver;
 mod smoke;
