@@ -100,11 +100,43 @@ pub enum ExplainError {
     /// The name is not a name.
     #[error("{0:?} is not a domain name: {1}")]
     BadName(String, name::NameError),
+    /// The name is outside the zone: the server refuses it.
+    #[error("{name} is not in the zone {origin}: the server answers REFUSED")]
+    NotInZone {
+        /// The name asked for, as text.
+        name: String,
+        /// The zone's origin, as text.
+        origin: String,
+    },
 }
 
-/// Walks through how a query for `qname` from `ip` would be answered.
+/// Walks through how a query for `qname` from `ip` would be answered. `ip` is taken as the
+/// client subnet a resolver on loopback sends (`ip/32` or `ip/128`), and the question goes
+/// through the server's own [`answer::answer`], so the rcode and the ECS scope printed are
+/// the ones the server sends.
 pub fn explain(table: &Table, ip: IpAddr, qname: &str, qtype: u16) -> Result<String, ExplainError> {
     let wire = name::from_text(qname).map_err(|e| ExplainError::BadName(qname.to_owned(), e))?;
+    let client = Client {
+        source: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        ecs: Some(crate::wire::ClientSubnet {
+            family: if ip.is_ipv4() { 1 } else { 2 },
+            source_prefix: if ip.is_ipv4() { 32 } else { 128 },
+            address: ip,
+        }),
+    };
+    let question = crate::wire::Question {
+        qname: &wire,
+        qtype,
+        qclass: crate::wire::class::IN,
+    };
+    let sent = answer::answer(table, &question, &client, &mut rand::rng());
+    let origin = name::render(&table.config.origin);
+    if sent.rcode == crate::wire::Rcode::REFUSED {
+        return Err(ExplainError::NotInZone {
+            name: name::render(&wire),
+            origin,
+        });
+    }
     let mut out = String::new();
     let public = crate::geo::is_public(ip);
     let location = table.geo.locate(ip);
@@ -125,23 +157,15 @@ pub fn explain(table: &Table, ip: IpAddr, qname: &str, qtype: u16) -> Result<Str
     } else {
         let _ = writeln!(
             out,
-            "geoip   {ip} is not a public address: the client gets the global zone"
+            "geoip   {ip} is not a public address: the client is placed by the resolver's \
+             address (here loopback: the global zone)"
         );
     }
-    let (region, scope) = answer::locate(
-        table,
-        &Client {
-            source: "127.0.0.1".parse().expect("literal"),
-            ecs: Some(crate::wire::ClientSubnet {
-                family: if ip.is_ipv4() { 1 } else { 2 },
-                source_prefix: if ip.is_ipv4() { 32 } else { 128 },
-                address: ip,
-            }),
-        },
-    );
+    let (region, _) = answer::locate(table, &client);
+    let scope = sent.ecs_scope;
     let _ = writeln!(
         out,
-        "region  country {} · continent {} · ECS scope /{scope} (as the subnet of a resolver's ECS /{})",
+        "region  country {} · continent {} · ECS scope /{scope} (sent to a resolver's ECS {ip}/{})",
         region
             .country
             .map_or("unknown", |c| table.zone_label(ZoneId::Country(c))),
@@ -153,8 +177,8 @@ pub fn explain(table: &Table, ip: IpAddr, qname: &str, qtype: u16) -> Result<Str
     let Some(node) = answer::node_of(table, &wire) else {
         let _ = writeln!(
             out,
-            "answer  NXDOMAIN or REFUSED: not a name of {}",
-            name::render(&table.config.origin)
+            "answer  NXDOMAIN: {origin} has no name {}",
+            name::render(&wire)
         );
         return Ok(out);
     };
@@ -242,7 +266,7 @@ pub fn explain(table: &Table, ip: IpAddr, qname: &str, qtype: u16) -> Result<Str
         let member = &table.members[m];
         let _ = writeln!(
             out,
-            "  {:>7.3} %  id {:<8} {:<40} {} kbit/s",
+            "  {:>7.3} %  id {:<8} {:<40} {:>10} kbit/s",
             p * 100.0,
             member.id,
             member.ip,

@@ -604,12 +604,88 @@ fn explain_shows_region_network_scope_chain_and_candidates_summing_to_min_4_n() 
     assert!(e.line("chain").starts_with("@ (21 eligible)"), "{e:?}");
     e.assert_probabilities();
     let e = run("10.1.2.3", "pool.ntp.org", "A");
-    assert_eq!(
-        e.line("geoip"),
-        "10.1.2.3 is not a public address: the client gets the global zone"
+    assert!(
+        e.line("geoip")
+            .starts_with("10.1.2.3 is not a public address: the client is placed by"),
+        "{e:?}"
     );
-    assert!(e.line("region").contains("ECS scope /0"), "{e:?}");
+    assert!(e.line("region").contains("ECS scope /32"), "{e:?}");
     e.assert_probabilities();
+}
+
+/// Issue 10 item 2: `explain` printed scope /18 for `de` while the server sent /0. Both now
+/// come from one rule; this compares them name by name, address by address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_prints_the_ecs_scope_the_server_sends() {
+    let ops = Ops::start(CONFIG, &explain_feed()).await;
+    let config = ops.dir.path().join("zone.toml");
+    for ip in [
+        "81.2.69.142",
+        "89.160.20.112",
+        "1.1.1.1",
+        "10.1.2.3",
+        "2001:218::1",
+    ] {
+        for name in [
+            "@", "0", "2", "uk", "1.uk", "europe", "debian", "www", "ns1",
+        ] {
+            let mut args = check_args(&config, &ops.feed_path);
+            args[0] = "explain".into();
+            args.extend(["--ip".into(), ip.into()]);
+            args.push(if name == "@" {
+                "pool.test".to_owned()
+            } else {
+                format!("{name}.pool.test")
+            });
+            let out = pooldns(&args, ops.dir.path());
+            assert!(out.status.success(), "{out:?}");
+            let e = Explained::parse(&String::from_utf8_lossy(&out.stdout));
+            let region = e.line("region");
+            let printed: u8 = region
+                .split("ECS scope /")
+                .nth(1)
+                .and_then(|t| t.split_whitespace().next())
+                .and_then(|t| t.parse().ok())
+                .unwrap_or_else(|| panic!("no scope in {region:?}"));
+            let full = if ip.contains(':') { 128 } else { 32 };
+            let r = udp(ops.dns, &with_ecs(query(name, RecordType::A), ip, full)).await;
+            let sent = echoed_ecs(&r).expect("ECS echoed").2;
+            assert_eq!(printed, sent, "{name} from {ip}: explain says /{printed}");
+        }
+    }
+    ops.stop().await;
+}
+
+/// Issue 10 item 4: `explain` said "NXDOMAIN or REFUSED" and exited 0 for either.
+#[test]
+fn explain_tells_nxdomain_from_refused_and_fails_outside_the_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("servers.json");
+    std::fs::write(&feed, explain_feed()).unwrap();
+    let run = |name: &str| {
+        let mut args = check_args(&repo("zones/pool.ntp.org.toml"), &feed);
+        args[0] = "explain".into();
+        args.extend(["--ip".into(), "81.2.69.142".into(), name.into()]);
+        pooldns(&args, dir.path())
+    };
+    let out = run("nothing.pool.ntp.org");
+    assert!(out.status.success(), "{out:?}");
+    let e = Explained::parse(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        e.line("answer"),
+        "NXDOMAIN: pool.ntp.org. has no name nothing.pool.ntp.org."
+    );
+    for outside in ["example.com", "ntp.org", "xpool.ntp.org"] {
+        let out = run(outside);
+        assert_eq!(out.status.code(), Some(1), "{outside}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "{outside}. is not in the zone pool.ntp.org.: the server answers REFUSED"
+            )),
+            "{err}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -632,7 +708,8 @@ async fn country_txt_without_ecs_describes_the_packet_source() {
         ]
     );
     assert!(r.edns.is_none());
-    // A private subnet is not used: the packet source still decides, scope 0.
+    // A private subnet is not used: the packet source decides, and the answer holds for
+    // that subnet only (scope = its source prefix, issue 10 item 1).
     let r = udp(
         ops.dns,
         &with_ecs(query("_country", RecordType::TXT), "10.1.0.0", 16),
@@ -641,8 +718,8 @@ async fn country_txt_without_ecs_describes_the_packet_source() {
     let txt = debug_txt(&r);
     assert_eq!(txt[1], "ecs 10.1.0.0/16");
     assert_eq!(txt[2], "address 127.0.0.1 (packet source)");
-    assert_eq!(txt[6], "scope 0");
-    assert_eq!(echoed_ecs(&r), Some(("10.1.0.0".parse().unwrap(), 16, 0)));
+    assert_eq!(txt[6], "scope 16");
+    assert_eq!(echoed_ecs(&r), Some(("10.1.0.0".parse().unwrap(), 16, 16)));
     ops.stop().await;
 }
 
@@ -704,8 +781,8 @@ async fn status_txt_answers_from_loopback() {
 }
 
 #[test]
-fn status_txt_is_refused_to_a_public_source_unless_status_public() {
-    use pooldns::answer::{Client, Ede, Records, answer};
+fn status_txt_says_not_public_to_a_public_source_unless_status_public() {
+    use pooldns::answer::{Client, Records, answer};
     use pooldns::wire::{ClientSubnet, Question, Rcode, class, rtype};
     use rand::SeedableRng;
 
@@ -742,9 +819,24 @@ fn status_txt_is_refused_to_a_public_source_unless_status_public() {
                 assert_eq!(a.rcode, Rcode::NOERROR, "{source}");
                 assert!(matches!(a.answer, Records::Txt { ttl: 1, .. }), "{source}");
             } else {
-                assert_eq!(a.rcode, Rcode::REFUSED, "{source}");
-                assert_eq!(a.ede, Some(Ede::PROHIBITED), "{source}");
-                assert!(a.answer.is_empty() && !a.authoritative, "{source}");
+                // Issue 10 item 5: REFUSED made resolvers retry every server. A cacheable
+                // NOERROR with a TXT that says why, and NODATA for other types.
+                assert_eq!(a.rcode, Rcode::NOERROR, "{source}");
+                assert_eq!(a.ede, None, "{source}");
+                assert!(a.authoritative, "{source}");
+                let Records::Txt { ttl, data } = &a.answer else {
+                    panic!("{source}: {:?}", a.answer)
+                };
+                assert_eq!(*ttl, pooldns::answer::STATUS_PRIVATE_TTL);
+                let text = String::from_utf8_lossy(data.as_bytes()).into_owned();
+                assert!(text.contains("not public"), "{text}");
+                let other = Question {
+                    qtype: rtype::A,
+                    ..question
+                };
+                let a = answer(&table, &other, &client(source, ecs), &mut rng);
+                assert_eq!(a.rcode, Rcode::NOERROR, "{source}");
+                assert!(a.answer.is_empty() && !a.authority.is_empty(), "{source}");
             }
         }
         // Loopback, IPv4 and IPv6, always; also with a public subnet.
