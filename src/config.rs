@@ -56,6 +56,28 @@ pub enum AaaaPolicy {
     Everywhere,
 }
 
+/// A path written in the configuration file: relative paths are resolved against the
+/// directory of the file, not the working directory, so that `pooldns` finds the same
+/// files wherever it is started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfiguredPath {
+    /// The value as written, for messages.
+    pub written: String,
+    /// The path to open.
+    pub path: PathBuf,
+}
+
+impl ConfiguredPath {
+    /// Resolves `written` against the directory of the configuration file `config`.
+    pub fn new(config: &Path, written: String) -> ConfiguredPath {
+        let dir = config.parent().unwrap_or(Path::new(""));
+        ConfiguredPath {
+            path: dir.join(&written),
+            written,
+        }
+    }
+}
+
 /// The SOA fields (RFC 1035 §3.3.13).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Soa {
@@ -119,9 +141,8 @@ pub struct ZoneConfig {
     pub vendors: Vec<String>,
     /// Static records (apex TXT, glue, `www` CNAME, …), in file order.
     pub statics: Vec<StaticRecord>,
-    /// GeoIP database path from the file, relative paths resolved against the current
-    /// directory (the command line may override it).
-    pub geoip: Option<PathBuf>,
+    /// GeoIP database from the file (the command line may override it).
+    pub geoip: Option<ConfiguredPath>,
     /// Largest UDP answer we send, whatever the client offers (RFC 6891 §6.2.5; 1232 is
     /// the DNS Flag Day 2020 value).
     pub max_udp_payload: u16,
@@ -513,7 +534,9 @@ impl Checker<'_> {
             aliases,
             vendors,
             statics,
-            geoip: file.geoip.map(PathBuf::from),
+            geoip: file
+                .geoip
+                .map(|written| ConfiguredPath::new(self.path, written)),
             max_udp_payload: a.max_udp_payload,
             identity,
             cookie_secret,

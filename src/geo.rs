@@ -145,6 +145,23 @@ impl GeoDb {
         Shape::Unknown
     }
 
+    /// What the database says about itself, for people: description, type, IP version
+    /// and build date.
+    pub fn describe(&self) -> String {
+        let meta = self.reader.metadata();
+        let description = meta
+            .description
+            .get("en")
+            .or_else(|| meta.description.values().next())
+            .map_or("no description", String::as_str);
+        let built = crate::report::utc_time(meta.build_epoch);
+        let built = built.split(' ').next().unwrap_or("");
+        format!(
+            "{description} (type {}, IPv{}, built {built})",
+            meta.database_type, meta.ip_version
+        )
+    }
+
     /// The database's type string from its metadata.
     pub fn database_type(&self) -> &str {
         &self.reader.metadata().database_type

@@ -104,11 +104,13 @@ struct ServeArgs {
     /// one per core.
     #[arg(long)]
     udp_workers: Option<usize>,
-    /// TCP idle timeout in seconds.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds a TCP connection may stay idle before it is closed (announced to clients
+    /// by edns-tcp-keepalive).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
     tcp_idle_timeout: u64,
-    /// Seconds a TCP message may take to arrive once its length has.
-    #[arg(long, default_value_t = 2)]
+    /// Seconds a TCP query may take to arrive in full, counted from the arrival of its
+    /// two-byte length prefix; a slower client is disconnected.
+    #[arg(long, value_name = "SECS", default_value_t = 2)]
     tcp_read_timeout: u64,
     /// Most concurrent TCP connections; a new one closes the most idle one.
     #[arg(long, default_value_t = 1024)]
@@ -121,6 +123,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_logs())
         .with_writer(std::io::stderr);
     if cli.log_format == "json" {
         logs.json().init();
@@ -142,6 +145,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// Colour in log lines only for a person at a terminal: not in files or journald, and
+/// not when `NO_COLOR` is set to anything but the empty string (no-color.org).
+fn colour_logs() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn load(args: InputArgs) -> anyhow::Result<Reloader> {
     Ok(Reloader::load(Sources {
         config: args.config,
@@ -154,6 +164,12 @@ fn check(args: InputArgs) -> anyhow::Result<()> {
     let reloader = load(args)?;
     let table = reloader.table().load_full();
     print!("{}", pooldns::report::check_summary(&table));
+    // Every family is served (AAAA at least under one numbered name): a family without
+    // an eligible server answers NODATA everywhere.
+    let empty = pooldns::report::empty_families(&table);
+    if !empty.is_empty() {
+        anyhow::bail!("{}", empty.join("; "));
+    }
     if !table.feed.skipped.is_empty() {
         let n = table.feed.skipped.len();
         anyhow::bail!(

@@ -58,6 +58,16 @@ pub enum LoadError {
     /// GeoIP database.
     #[error(transparent)]
     Geo(#[from] GeoError),
+    /// The GeoIP database the configuration names.
+    #[error("{config}: geoip = {written:?}: {source}")]
+    ConfiguredGeo {
+        /// The configuration file.
+        config: PathBuf,
+        /// The value of its `geoip` key.
+        written: String,
+        /// Why the database could not be opened.
+        source: GeoError,
+    },
     /// The new feed would remove too many servers.
     #[error(
         "{feed}: refused: it has {new} eligible servers where the serving table has {old}; \
@@ -176,12 +186,27 @@ fn load_config(path: &Path) -> Result<(Arc<ZoneConfig>, Arc<Names>), ConfigError
     Ok((Arc::new(config), Arc::new(names)))
 }
 
+/// The GeoIP database to use: the command line's, else the configuration's, else the
+/// default.
 fn geo_path(sources: &Sources, config: &ZoneConfig) -> PathBuf {
     sources
         .geoip
         .clone()
-        .or_else(|| config.geoip.clone())
+        .or_else(|| config.geoip.as_ref().map(|g| g.path.clone()))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_GEOIP))
+}
+
+/// Opens the database [`geo_path`] names; an error names the configuration key when the
+/// path came from there.
+fn open_geo(sources: &Sources, config: &ZoneConfig) -> Result<GeoDb, LoadError> {
+    GeoDb::open(&geo_path(sources, config)).map_err(|source| match &config.geoip {
+        Some(g) if sources.geoip.is_none() => LoadError::ConfiguredGeo {
+            config: config.path.clone(),
+            written: g.written.clone(),
+            source,
+        },
+        _ => source.into(),
+    })
 }
 
 impl Reloader {
@@ -194,7 +219,7 @@ impl Reloader {
     /// [`Reloader::load`], polling a feed URL with `poll`. Blocks while the URL is fetched.
     pub fn load_with(sources: Sources, poll: PollOptions) -> Result<Reloader, LoadError> {
         let (config, names) = load_config(&sources.config)?;
-        let geo = Arc::new(GeoDb::open(&geo_path(&sources, &config))?);
+        let geo = Arc::new(open_geo(&sources, &config)?);
         let feed_source = FeedSource::from_arg(&sources.feed);
         let (feed, fetcher) = match &feed_source {
             FeedSource::File(path) => (feed::load_file(path)?, None),
@@ -323,14 +348,13 @@ impl Reloader {
             }
         }
         if what.has(Changed::GEOIP) && !geo_opened {
-            let path = geo_path(&self.sources, &self.inputs.config);
-            match GeoDb::open(&path) {
+            match open_geo(&self.sources, &self.inputs.config) {
                 Ok(geo) => {
-                    tracing::info!("{}: GeoIP database loaded", path.display());
+                    tracing::info!("{}: GeoIP database loaded", geo.path.display());
                     self.inputs.geo = Arc::new(geo);
                     staged = true;
                 }
-                Err(e) => errors.push(e.into()),
+                Err(e) => errors.push(e),
             }
         }
         let mut published = false;
@@ -368,7 +392,7 @@ impl Reloader {
         let geo = if path == self.inputs.geo.path {
             None
         } else {
-            Some(Arc::new(GeoDb::open(&path)?))
+            Some(Arc::new(open_geo(&self.sources, &config)?))
         };
         tracing::info!("{}: configuration loaded", self.sources.config.display());
         self.inputs.config = config;
@@ -571,6 +595,9 @@ fn build(inputs: &Inputs) -> Table {
 }
 
 fn log_table(table: &Table, feed: &Feed, what: &str) {
+    for empty in crate::report::empty_families(table) {
+        tracing::warn!("{empty}");
+    }
     tracing::info!(
         feed = %feed,
         eligible_v4 = table.eligible(Family::V4),

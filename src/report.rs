@@ -23,9 +23,9 @@ pub fn check_summary(table: &Table) -> String {
     );
     let _ = writeln!(
         out,
-        "geoip {} ({})",
+        "geoip {}: {}",
         table.geo.path.display(),
-        table.geo.database_type()
+        table.geo.describe()
     );
     let _ = writeln!(
         out,
@@ -92,6 +92,22 @@ pub fn check_summary(table: &Table) -> String {
         }
     }
     out
+}
+
+/// One line per address family without an eligible server: its queries get NODATA
+/// everywhere. `check` fails on them; `serve` logs them as warnings.
+pub fn empty_families(table: &Table) -> Vec<String> {
+    [(Family::V4, "IPv4", "A"), (Family::V6, "IPv6", "AAAA")]
+        .into_iter()
+        .filter(|&(family, _, _)| table.eligible(family) == 0)
+        .map(|(_, name, rtype)| {
+            format!(
+                "{}: no eligible {name} server (score >= {} and netspeed > 0): every {rtype} \
+                 query would get NODATA",
+                table.feed.source, table.config.min_score
+            )
+        })
+        .collect()
 }
 
 /// Why `explain` could not explain.
@@ -296,5 +312,50 @@ fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
             };
             IpAddr::V6((bits & m).into())
         }
+    }
+}
+
+/// A unix time as a UTC date and time, `2026-11-29 14:05:00 UTC`. Times before 1970 or
+/// past year 9999 are printed as the raw number.
+pub fn utc_time(unix: u64) -> String {
+    let days = unix / 86_400;
+    let secs = unix % 86_400;
+    match civil_from_days(days) {
+        Some((y, m, d)) => format!(
+            "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        ),
+        None => unix.to_string(),
+    }
+}
+
+/// A UTC date from days since 1970-01-01 (the proleptic Gregorian calendar; the
+/// era-based method of Howard Hinnant's "chrono-Compatible Low-Level Date Algorithms").
+pub fn civil_from_days(days: u64) -> Option<(u32, u32, u32)> {
+    let z = days.checked_add(719_468)?;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y <= 9999).then_some((y as u32, m as u32, d as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_time_renders_known_dates() {
+        assert_eq!(utc_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc_time(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc_time(1_763_798_400), "2025-11-22 08:00:00 UTC");
+        assert_eq!(utc_time(4_102_444_799), "2099-12-31 23:59:59 UTC");
+        assert_eq!(utc_time(u64::MAX), u64::MAX.to_string());
     }
 }

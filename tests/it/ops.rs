@@ -427,7 +427,9 @@ fn check_prints_the_summary_and_exits_0_on_the_bundled_defaults() {
     let (v4, v6) = (eligible(false), eligible(true));
     for line in [
         "zone pool.ntp.org. (zones/pool.ntp.org.toml)".to_owned(),
-        "geoip data/dbip-country.mmdb (".to_owned(),
+        // The configuration's `geoip` is relative to the configuration file (item 9);
+        // its description, type and build date follow (item 13).
+        "geoip zones/../data/dbip-country.mmdb: ".to_owned(),
         format!(
             "feed data/servers.json: {n} entries, {n} loaded, 0 skipped, serial {}",
             feed["serial"],
@@ -452,6 +454,131 @@ fn check_prints_the_summary_and_exits_0_on_the_bundled_defaults() {
         assert!(stdout.lines().any(|l| l.starts_with(zone)), "{zone}");
     }
     assert_eq!(stdout.lines().last(), Some("ok"));
+}
+
+/// Issue 10 item 3: `check` called a feed with no eligible server ok.
+#[test]
+fn check_fails_when_a_family_has_no_eligible_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("servers.json");
+    let config = repo("zones/pool.ntp.org.toml");
+    let low_score = r#"{"servers": [{"id": 1, "ip": "192.0.2.1", "netspeed": 1000, "score": 5, "country": "de"}]}"#;
+    let v4_only = feed_json(&[s(1, "192.0.2.1", 1000, "de")]);
+    let v6_only = feed_json(&[s(1, "2001:db8::1", 1000, "de")]);
+    for (text, missing) in [
+        ("{\"servers\": []}", &["IPv4", "IPv6"][..]),
+        (low_score, &["IPv4", "IPv6"]),
+        (&v4_only, &["IPv6"]),
+        (&v6_only, &["IPv4"]),
+    ] {
+        std::fs::write(&feed, text).unwrap();
+        let out = pooldns(&check_args(&config, &feed), dir.path());
+        assert_eq!(out.status.code(), Some(1), "{text}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for family in ["IPv4", "IPv6"] {
+            let said = stderr.contains(&format!(
+                "{}: no eligible {family} server (score >= 10 and netspeed > 0)",
+                feed.display()
+            ));
+            assert_eq!(said, missing.contains(&family), "{text}: {stderr}");
+        }
+        assert!(!String::from_utf8_lossy(&out.stdout).ends_with("ok\n"));
+    }
+}
+
+/// Issue 10 item 9: the configuration's `geoip` was resolved against the working
+/// directory, and an error did not say that the path came from the configuration.
+#[test]
+fn the_configured_geoip_path_is_relative_to_the_configuration_file() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let args = |config: &Path| {
+        let path = |p: &Path| p.to_str().unwrap().to_owned();
+        vec![
+            "check".to_owned(),
+            "--config".into(),
+            path(config),
+            "--feed".into(),
+            path(&repo("data/servers.json")),
+        ]
+    };
+    // The bundled configuration from another directory, without --geoip.
+    let out = pooldns(&args(&repo("zones/pool.ntp.org.toml")), elsewhere.path());
+    assert!(out.status.success(), "{out:?}");
+    // A configuration naming a database that is not there: the file, the key, the value.
+    let config = elsewhere.path().join("zone.toml");
+    std::fs::write(&config, format!("geoip = \"missing.mmdb\"\n{CONFIG}")).unwrap();
+    let out = pooldns(&args(&config), &repo("."));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = format!(
+        "pooldns: {}: geoip = \"missing.mmdb\": {}: not a usable GeoIP database",
+        config.display(),
+        elsewhere.path().join("missing.mmdb").display()
+    );
+    assert!(stderr.contains(&expected), "{expected} not in {stderr}");
+}
+
+/// Issue 10 item 8: colour codes only for a terminal, and never with NO_COLOR.
+#[test]
+fn log_lines_are_coloured_only_on_a_terminal_without_no_color() {
+    let has_escape = |bytes: &[u8]| bytes.contains(&0x1b);
+    // stderr to a pipe: plain.
+    let out = pooldns(&["check".to_owned()], &repo("."));
+    assert!(out.status.success(), "{out:?}");
+    let logged = Command::new(env!("CARGO_BIN_EXE_pooldns"))
+        .arg("check")
+        .current_dir(repo("."))
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    assert!(!logged.stderr.is_empty());
+    assert!(!has_escape(&logged.stderr), "{logged:?}");
+    // On a terminal (util-linux `script` gives one): coloured, unless NO_COLOR is set.
+    if !Path::new("/usr/bin/script").exists() {
+        return;
+    }
+    let on_terminal = |no_color: Option<&str>| {
+        let mut cmd = Command::new("/usr/bin/script");
+        cmd.args(["-q", "-e", "-c"])
+            .arg(format!(
+                "{} check >/dev/null",
+                env!("CARGO_BIN_EXE_pooldns")
+            ))
+            .arg("/dev/null")
+            .current_dir(repo("."))
+            .env("RUST_LOG", "info")
+            .env_remove("NO_COLOR")
+            .stdin(Stdio::null());
+        if let Some(v) = no_color {
+            cmd.env("NO_COLOR", v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        out.stdout
+    };
+    assert!(has_escape(&on_terminal(None)));
+    assert!(has_escape(&on_terminal(Some(""))));
+    assert!(!has_escape(&on_terminal(Some("1"))));
+}
+
+/// Issue 10 item 13: the help text of --tcp-read-timeout ended mid-sentence.
+#[test]
+fn serve_help_says_what_the_tcp_timeouts_are() {
+    let out = pooldns(&["serve".to_owned(), "--help".to_owned()], &repo("."));
+    assert!(out.status.success(), "{out:?}");
+    let help = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for text in [
+        "--tcp-read-timeout <SECS> Seconds a TCP query may take to arrive in full, counted \
+         from the arrival of its two-byte length prefix; a slower client is disconnected \
+         [default: 2]",
+        "--tcp-idle-timeout <SECS> Seconds a TCP connection may stay idle before it is closed",
+    ] {
+        assert!(help.contains(text), "{text:?} not in {help}");
+    }
 }
 
 #[test]
