@@ -95,6 +95,24 @@ impl<'a> Iterator for Labels<'a> {
     }
 }
 
+/// Splits a full name off the front of `wire` (uncompressed, as in the rdata the table
+/// keeps): the name with its root label, and the bytes after it. None when a label runs
+/// past the end, is longer than 63 bytes (a compression pointer is one), or no root label
+/// comes within 255 bytes.
+pub fn split_name(wire: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut at = 0;
+    loop {
+        let len = usize::from(*wire.get(at)?);
+        at += 1 + len;
+        if len > MAX_LABEL_LEN || at > MAX_NAME_LEN || at > wire.len() {
+            return None;
+        }
+        if len == 0 {
+            return Some(wire.split_at(at));
+        }
+    }
+}
+
 /// Renders a key or a full name as text; the apex/root renders as "@" / ".".
 pub fn render(wire: &[u8]) -> String {
     Rendered(wire).to_string()
@@ -146,6 +164,21 @@ mod tests {
         assert_eq!(from_text(".").unwrap(), b"\x00");
         assert_eq!(key_from_text("0.DE").unwrap(), b"\x010\x02de");
         assert_eq!(key_from_text("@").unwrap(), b"");
+    }
+
+    #[test]
+    fn splits_a_name_off_the_front_of_rdata() {
+        let rdata = b"\x03ns1\x04pool\x04test\x00\x00\x00\x00\x07";
+        assert_eq!(
+            split_name(rdata),
+            Some((&rdata[..15], &b"\x00\x00\x00\x07"[..]))
+        );
+        assert_eq!(split_name(b"\x00"), Some((&b"\x00"[..], &b""[..])));
+        for bad in [&b""[..], b"\x03ns", b"\x03ns1", b"\xc0\x0c", b"\x40"] {
+            assert_eq!(split_name(bad), None, "{bad:?}");
+        }
+        let long: Vec<u8> = [&[63u8][..], &[b'a'; 63]].concat().repeat(4);
+        assert_eq!(split_name(&[&long[..], &[0]].concat()), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The UDP path allocates nothing per query (DESIGN §6): a counting allocator watches the
-//! thread that runs a real UDP worker over thousands of queries of every common shape.
+//! thread that runs a real UDP worker over thousands of queries of every common shape, with
+//! the query log off and on.
 
 // A global allocator cannot be written without unsafe; it only forwards to System.
 #![allow(unsafe_code)]
@@ -8,26 +9,32 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::UdpSocket;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use pooldns::metrics::{Counters, Metrics};
+use pooldns::querylog::QueryLog;
 use pooldns::reload::{Reloader, Sources};
 use pooldns::server::udp::{BATCH, Worker};
 
 struct Counting;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    // Per thread: the tests run side by side, each counting its own worker.
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count() {
+    if COUNTING.with(Cell::get) {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+    }
 }
 
 // SAFETY: forwards to the system allocator; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        count();
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
     }
@@ -38,9 +45,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        count();
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -77,6 +82,41 @@ fn query(id: u16, name: &str, qtype: u16, opt: &[u8]) -> Vec<u8> {
 
 #[test]
 fn udp_worker_allocates_nothing_per_query() {
+    let (answered, allocations) = serve_every_shape(Arc::default());
+    assert!(answered >= 195 * BATCH * 9 / 11, "only {answered} answers");
+    assert_eq!(
+        allocations, 0,
+        "{allocations} heap allocations over {answered} queries"
+    );
+}
+
+/// With the query log on, the worker hands each answer's records (static ones too) to the
+/// log's ring as plain data; the writer thread, not counted here, renders them.
+#[test]
+fn udp_worker_with_the_query_log_allocates_nothing_per_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, writer) = QueryLog::start(&dir.path().join("queries.log"), 1 << 30).unwrap();
+    let metrics = Metrics::with_query_log(Some(Arc::clone(&log)));
+    let (answered, allocations) = serve_every_shape(metrics.register());
+    log.close();
+    writer.join().unwrap();
+    assert!(answered >= 195 * BATCH * 9 / 11, "only {answered} answers");
+    assert_eq!(
+        allocations, 0,
+        "{allocations} heap allocations over {answered} queries"
+    );
+    let logged = std::fs::read_to_string(dir.path().join("queries.log")).unwrap();
+    let dropped = log.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    // Every answer (the garbage gets none) is logged, or dropped and counted.
+    assert_eq!(logged.lines().count() as u64 + dropped, answered as u64);
+    // The apex TXT, a static record, is logged with its text.
+    let txt = "\"qtype\":\"TXT\",\"rcode\":\"NOERROR\",\"answers\":[\"";
+    assert!(logged.contains(txt), "{logged:.2000}");
+}
+
+/// Runs a UDP worker with `counters` over 200 batches of every query shape; returns the
+/// answers sent and the allocations its thread made after the first 5 batches.
+fn serve_every_shape(counters: Arc<Counters>) -> (usize, usize) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let reloader = Reloader::load(Sources {
         config: root.join("zones/pool.ntp.org.toml"),
@@ -86,7 +126,7 @@ fn udp_worker_allocates_nothing_per_query() {
     .expect("load");
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = server.local_addr().unwrap();
-    let mut worker = Worker::new(server, reloader.table(), Default::default()).unwrap();
+    let mut worker = Worker::new(server, reloader.table(), counters).unwrap();
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(2)))
@@ -141,10 +181,5 @@ fn udp_worker_allocates_nothing_per_query() {
         }
         answered += sent;
     }
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
-    assert!(answered >= 195 * BATCH * 9 / 11, "only {answered} answers");
-    assert_eq!(
-        allocations, 0,
-        "{allocations} heap allocations over {answered} queries"
-    );
+    (answered, ALLOCATIONS.with(Cell::get))
 }

@@ -321,10 +321,13 @@ pub fn respond<R: Rng + ?Sized>(
                 counters.served(table.generation, table.members.len(), picks.as_slice());
             }
             if let Some(log) = &counters.query_log {
+                // The scope sent is the one in the OPT built above.
+                let scope = opt.as_ref().and_then(|o| o.ecs).map(|(_, scope)| scope);
                 log.record(log_entry(
                     table,
                     source,
                     ecs,
+                    scope,
                     &request.question,
                     &a,
                     transport,
@@ -335,11 +338,14 @@ pub fn respond<R: Rng + ?Sized>(
     }
 }
 
-/// The query log's view of one answered query.
+/// The query log's view of one answered query: every record of the answer section, and
+/// the client subnet with the scope sent back. Built only when the log is on, and without
+/// heap: the entry is plain data the ring copies.
 fn log_entry(
     table: &Table,
     source: IpAddr,
     ecs: Option<wire::ClientSubnet>,
+    scope: Option<u8>,
     question: &wire::Question<'_>,
     a: &Answer<'_>,
     transport: Transport,
@@ -347,10 +353,21 @@ fn log_entry(
     let mut qname = [0u8; 255];
     let len = question.qname.len().min(qname.len());
     qname[..len].copy_from_slice(&question.qname[..len]);
-    let mut answers = [None; querylog::MAX_ANSWERS];
-    if let answer::Records::Pool { picks, members, .. } = &a.answer {
-        for (slot, &i) in answers.iter_mut().zip(picks.as_slice()) {
-            *slot = members.get(i as usize).map(|m| m.ip);
+    let mut answers = querylog::Records::EMPTY;
+    match &a.answer {
+        answer::Records::Empty => {}
+        answer::Records::Set(rrs) => {
+            for rr in *rrs {
+                answers.push(rr.rtype, &rr.rdata);
+            }
+        }
+        answer::Records::Txt { data, .. } => answers.push(wire::rtype::TXT, data.as_bytes()),
+        answer::Records::Pool { picks, members, .. } => {
+            for &i in picks.as_slice() {
+                if let Some(m) = members.get(i as usize) {
+                    answers.push_address(m.ip);
+                }
+            }
         }
     }
     querylog::Entry {
@@ -359,6 +376,7 @@ fn log_entry(
             .map_or(0, |d| d.as_millis() as u64),
         client: source,
         ecs: ecs.map(|e| (e.address, e.source_prefix)),
+        scope,
         qname,
         qname_len: len as u8, // at most 255
         qtype: question.qtype,

@@ -12,6 +12,7 @@ mod harness;
 mod names;
 mod ops;
 mod protocol;
+mod query_log;
 mod reload;
 mod resolver;
 mod smoke;
