@@ -1,9 +1,10 @@
-//! Built-in country → continent table.
+//! Built-in country table: country → continent, and the country's name.
 //!
 //! Maps every ISO 3166-1 alpha-2 country code (lowercase), plus the pool's
 //! `uk` zone name for the United Kingdom and the de-facto `xk` code for
 //! Kosovo, to one of the six continent zones the NTP Pool uses: `africa`,
-//! `asia`, `europe`, `north-america`, `oceania` and `south-america`.
+//! `asia`, `europe`, `north-america`, `oceania` and `south-america`; and to
+//! its English short name for pages people read ([`name_of`]).
 //!
 //! The assignments follow the NTP Pool's own zones (for example `ru`, `tr`
 //! and `cy` are in `europe`) and, where the pool has no country zone, the
@@ -90,318 +91,325 @@ use Continent::{
     Africa as AF, Asia as AS, Europe as EU, NorthAmerica as NA, Oceania as OC, SouthAmerica as SA,
 };
 
-/// Country code → continent, sorted by code (checked by a test).
-static COUNTRIES: [(&str, Continent); 251] = [
-    ("ad", EU),
-    ("ae", AS),
-    ("af", AS),
-    ("ag", NA),
-    ("ai", NA),
-    ("al", EU),
+/// ISO 3166-1's name for gb, which the pool's zone uk has too.
+const UNITED_KINGDOM: &str = "United Kingdom of Great Britain and Northern Ireland";
+
+/// Country code → continent and English short name, sorted by code (checked by a test).
+///
+/// The names are those of ISO 3166-1 (the English short names as the standard lists them,
+/// "Korea, Republic of"), written out here rather than read from a data package; `uk` has
+/// the name of `gb`, and `xk` the name in use for Kosovo.
+static COUNTRIES: [(&str, Continent, &str); 251] = [
+    ("ad", EU, "Andorra"),
+    ("ae", AS, "United Arab Emirates"),
+    ("af", AS, "Afghanistan"),
+    ("ag", NA, "Antigua and Barbuda"),
+    ("ai", NA, "Anguilla"),
+    ("al", EU, "Albania"),
     // Armenia: the pool's GeoDNS country table puts the Caucasus in asia.
-    ("am", AS),
-    ("ao", AF),
+    ("am", AS, "Armenia"),
+    ("ao", AF, "Angola"),
     // Antarctica: no antarctica zone; most stations are reached and supplied
     // via New Zealand and Australia, so oceania.
-    ("aq", OC),
-    ("ar", SA),
-    ("as", OC),
-    ("at", EU),
-    ("au", OC),
+    ("aq", OC, "Antarctica"),
+    ("ar", SA, "Argentina"),
+    ("as", OC, "American Samoa"),
+    ("at", EU, "Austria"),
+    ("au", OC, "Australia"),
     // Aruba: Caribbean, north-america like the rest of the Caribbean even
     // though it lies off the South American coast.
-    ("aw", NA),
-    ("ax", EU),
+    ("aw", NA, "Aruba"),
+    ("ax", EU, "Åland Islands"),
     // Azerbaijan: Caucasus, asia (pool GeoDNS table).
-    ("az", AS),
-    ("ba", EU),
-    ("bb", NA),
-    ("bd", AS),
-    ("be", EU),
-    ("bf", AF),
-    ("bg", EU),
-    ("bh", AS),
-    ("bi", AF),
-    ("bj", AF),
+    ("az", AS, "Azerbaijan"),
+    ("ba", EU, "Bosnia and Herzegovina"),
+    ("bb", NA, "Barbados"),
+    ("bd", AS, "Bangladesh"),
+    ("be", EU, "Belgium"),
+    ("bf", AF, "Burkina Faso"),
+    ("bg", EU, "Bulgaria"),
+    ("bh", AS, "Bahrain"),
+    ("bi", AF, "Burundi"),
+    ("bj", AF, "Benin"),
     // Saint Barthélemy: French Caribbean, north-america.
-    ("bl", NA),
+    ("bl", NA, "Saint Barthélemy"),
     // Bermuda: North Atlantic, north-america.
-    ("bm", NA),
-    ("bn", AS),
-    ("bo", SA),
+    ("bm", NA, "Bermuda"),
+    ("bn", AS, "Brunei Darussalam"),
+    ("bo", SA, "Bolivia (Plurinational State of)"),
     // Caribbean Netherlands (Bonaire, Sint Eustatius, Saba): north-america.
-    ("bq", NA),
-    ("br", SA),
-    ("bs", NA),
-    ("bt", AS),
+    ("bq", NA, "Bonaire, Sint Eustatius and Saba"),
+    ("br", SA, "Brazil"),
+    ("bs", NA, "Bahamas"),
+    ("bt", AS, "Bhutan"),
     // Bouvet Island: sub-Antarctic, no antarctica zone; nearest continent
     // is Africa.
-    ("bv", AF),
-    ("bw", AF),
-    ("by", EU),
-    ("bz", NA),
-    ("ca", NA),
+    ("bv", AF, "Bouvet Island"),
+    ("bw", AF, "Botswana"),
+    ("by", EU, "Belarus"),
+    ("bz", NA, "Belize"),
+    ("ca", NA, "Canada"),
     // Cocos (Keeling) Islands: Indian Ocean, asia (pool GeoDNS table).
-    ("cc", AS),
-    ("cd", AF),
-    ("cf", AF),
-    ("cg", AF),
-    ("ch", EU),
-    ("ci", AF),
-    ("ck", OC),
-    ("cl", SA),
-    ("cm", AF),
-    ("cn", AS),
-    ("co", SA),
-    ("cr", NA),
-    ("cu", NA),
-    ("cv", AF),
+    ("cc", AS, "Cocos (Keeling) Islands"),
+    ("cd", AF, "Congo, Democratic Republic of the"),
+    ("cf", AF, "Central African Republic"),
+    ("cg", AF, "Congo"),
+    ("ch", EU, "Switzerland"),
+    ("ci", AF, "Côte d'Ivoire"),
+    ("ck", OC, "Cook Islands"),
+    ("cl", SA, "Chile"),
+    ("cm", AF, "Cameroon"),
+    ("cn", AS, "China"),
+    ("co", SA, "Colombia"),
+    ("cr", NA, "Costa Rica"),
+    ("cu", NA, "Cuba"),
+    ("cv", AF, "Cabo Verde"),
     // Curaçao: Caribbean, north-america.
-    ("cw", NA),
+    ("cw", NA, "Curaçao"),
     // Christmas Island: Indian Ocean next to Java, asia (pool GeoDNS table).
-    ("cx", AS),
+    ("cx", AS, "Christmas Island"),
     // Cyprus: the pool's cy zone is in europe.
-    ("cy", EU),
-    ("cz", EU),
-    ("de", EU),
-    ("dj", AF),
-    ("dk", EU),
-    ("dm", NA),
-    ("do", NA),
-    ("dz", AF),
-    ("ec", SA),
-    ("ee", EU),
+    ("cy", EU, "Cyprus"),
+    ("cz", EU, "Czechia"),
+    ("de", EU, "Germany"),
+    ("dj", AF, "Djibouti"),
+    ("dk", EU, "Denmark"),
+    ("dm", NA, "Dominica"),
+    ("do", NA, "Dominican Republic"),
+    ("dz", AF, "Algeria"),
+    ("ec", SA, "Ecuador"),
+    ("ee", EU, "Estonia"),
     // Egypt: africa, including Sinai.
-    ("eg", AF),
-    ("eh", AF),
-    ("er", AF),
-    ("es", EU),
-    ("et", AF),
-    ("fi", EU),
-    ("fj", OC),
+    ("eg", AF, "Egypt"),
+    ("eh", AF, "Western Sahara"),
+    ("er", AF, "Eritrea"),
+    ("es", EU, "Spain"),
+    ("et", AF, "Ethiopia"),
+    ("fi", EU, "Finland"),
+    ("fj", OC, "Fiji"),
     // Falkland Islands: south-america.
-    ("fk", SA),
-    ("fm", OC),
-    ("fo", EU),
-    ("fr", EU),
-    ("ga", AF),
+    ("fk", SA, "Falkland Islands (Malvinas)"),
+    ("fm", OC, "Micronesia (Federated States of)"),
+    ("fo", EU, "Faroe Islands"),
+    ("fr", EU, "France"),
+    ("ga", AF, "Gabon"),
     // United Kingdom by its ISO code; the pool's zone is named uk (below).
-    ("gb", EU),
-    ("gd", NA),
+    ("gb", EU, UNITED_KINGDOM),
+    ("gd", NA, "Grenada"),
     // Georgia: Caucasus, asia (pool GeoDNS table).
-    ("ge", AS),
+    ("ge", AS, "Georgia"),
     // French Guiana: French overseas region, but on the South American
     // mainland, so south-america.
-    ("gf", SA),
-    ("gg", EU),
-    ("gh", AF),
-    ("gi", EU),
+    ("gf", SA, "French Guiana"),
+    ("gg", EU, "Guernsey"),
+    ("gh", AF, "Ghana"),
+    ("gi", EU, "Gibraltar"),
     // Greenland: geographically North America (pool GeoDNS table).
-    ("gl", NA),
-    ("gm", AF),
-    ("gn", AF),
+    ("gl", NA, "Greenland"),
+    ("gm", AF, "Gambia"),
+    ("gn", AF, "Guinea"),
     // Guadeloupe: French Caribbean, north-america.
-    ("gp", NA),
-    ("gq", AF),
-    ("gr", EU),
+    ("gp", NA, "Guadeloupe"),
+    ("gq", AF, "Equatorial Guinea"),
+    ("gr", EU, "Greece"),
     // South Georgia and the South Sandwich Islands: sub-Antarctic, no
     // antarctica zone; next to the Falklands, so south-america.
-    ("gs", SA),
-    ("gt", NA),
+    ("gs", SA, "South Georgia and the South Sandwich Islands"),
+    ("gt", NA, "Guatemala"),
     // Guam: Pacific island, oceania.
-    ("gu", OC),
-    ("gw", AF),
-    ("gy", SA),
-    ("hk", AS),
+    ("gu", OC, "Guam"),
+    ("gw", AF, "Guinea-Bissau"),
+    ("gy", SA, "Guyana"),
+    ("hk", AS, "Hong Kong"),
     // Heard Island and McDonald Islands: sub-Antarctic Australian
     // territory, no antarctica zone; oceania with Australia.
-    ("hm", OC),
-    ("hn", NA),
-    ("hr", EU),
-    ("ht", NA),
-    ("hu", EU),
+    ("hm", OC, "Heard Island and McDonald Islands"),
+    ("hn", NA, "Honduras"),
+    ("hr", EU, "Croatia"),
+    ("ht", NA, "Haiti"),
+    ("hu", EU, "Hungary"),
     // Indonesia: asia, including its New Guinea provinces.
-    ("id", AS),
-    ("ie", EU),
-    ("il", AS),
-    ("im", EU),
-    ("in", AS),
+    ("id", AS, "Indonesia"),
+    ("ie", EU, "Ireland"),
+    ("il", AS, "Israel"),
+    ("im", EU, "Isle of Man"),
+    ("in", AS, "India"),
     // British Indian Ocean Territory: asia (pool GeoDNS table).
-    ("io", AS),
-    ("iq", AS),
-    ("ir", AS),
-    ("is", EU),
-    ("it", EU),
-    ("je", EU),
-    ("jm", NA),
-    ("jo", AS),
-    ("jp", AS),
-    ("ke", AF),
-    ("kg", AS),
-    ("kh", AS),
-    ("ki", OC),
+    ("io", AS, "British Indian Ocean Territory"),
+    ("iq", AS, "Iraq"),
+    ("ir", AS, "Iran (Islamic Republic of)"),
+    ("is", EU, "Iceland"),
+    ("it", EU, "Italy"),
+    ("je", EU, "Jersey"),
+    ("jm", NA, "Jamaica"),
+    ("jo", AS, "Jordan"),
+    ("jp", AS, "Japan"),
+    ("ke", AF, "Kenya"),
+    ("kg", AS, "Kyrgyzstan"),
+    ("kh", AS, "Cambodia"),
+    ("ki", OC, "Kiribati"),
     // Comoros: Indian Ocean, africa.
-    ("km", AF),
-    ("kn", NA),
-    ("kp", AS),
-    ("kr", AS),
-    ("kw", AS),
+    ("km", AF, "Comoros"),
+    ("kn", NA, "Saint Kitts and Nevis"),
+    ("kp", AS, "Korea (Democratic People's Republic of)"),
+    ("kr", AS, "Korea, Republic of"),
+    ("kw", AS, "Kuwait"),
     // Cayman Islands: Caribbean, north-america.
-    ("ky", NA),
+    ("ky", NA, "Cayman Islands"),
     // Kazakhstan: mostly in Asia, asia (pool GeoDNS table).
-    ("kz", AS),
-    ("la", AS),
-    ("lb", AS),
-    ("lc", NA),
-    ("li", EU),
-    ("lk", AS),
-    ("lr", AF),
-    ("ls", AF),
-    ("lt", EU),
-    ("lu", EU),
-    ("lv", EU),
-    ("ly", AF),
-    ("ma", AF),
-    ("mc", EU),
-    ("md", EU),
-    ("me", EU),
+    ("kz", AS, "Kazakhstan"),
+    ("la", AS, "Lao People's Democratic Republic"),
+    ("lb", AS, "Lebanon"),
+    ("lc", NA, "Saint Lucia"),
+    ("li", EU, "Liechtenstein"),
+    ("lk", AS, "Sri Lanka"),
+    ("lr", AF, "Liberia"),
+    ("ls", AF, "Lesotho"),
+    ("lt", EU, "Lithuania"),
+    ("lu", EU, "Luxembourg"),
+    ("lv", EU, "Latvia"),
+    ("ly", AF, "Libya"),
+    ("ma", AF, "Morocco"),
+    ("mc", EU, "Monaco"),
+    ("md", EU, "Moldova, Republic of"),
+    ("me", EU, "Montenegro"),
     // Saint Martin (French part): Caribbean, north-america.
-    ("mf", NA),
+    ("mf", NA, "Saint Martin (French part)"),
     // Madagascar: africa.
-    ("mg", AF),
-    ("mh", OC),
-    ("mk", EU),
-    ("ml", AF),
-    ("mm", AS),
-    ("mn", AS),
-    ("mo", AS),
+    ("mg", AF, "Madagascar"),
+    ("mh", OC, "Marshall Islands"),
+    ("mk", EU, "North Macedonia"),
+    ("ml", AF, "Mali"),
+    ("mm", AS, "Myanmar"),
+    ("mn", AS, "Mongolia"),
+    ("mo", AS, "Macao"),
     // Northern Mariana Islands: Pacific, oceania.
-    ("mp", OC),
+    ("mp", OC, "Northern Mariana Islands"),
     // Martinique: French Caribbean, north-america.
-    ("mq", NA),
-    ("mr", AF),
-    ("ms", NA),
-    ("mt", EU),
+    ("mq", NA, "Martinique"),
+    ("mr", AF, "Mauritania"),
+    ("ms", NA, "Montserrat"),
+    ("mt", EU, "Malta"),
     // Mauritius: Indian Ocean, africa.
-    ("mu", AF),
+    ("mu", AF, "Mauritius"),
     // Maldives: Indian Ocean, asia.
-    ("mv", AS),
-    ("mw", AF),
-    ("mx", NA),
-    ("my", AS),
-    ("mz", AF),
-    ("na", AF),
-    ("nc", OC),
-    ("ne", AF),
-    ("nf", OC),
-    ("ng", AF),
-    ("ni", NA),
-    ("nl", EU),
-    ("no", EU),
-    ("np", AS),
-    ("nr", OC),
-    ("nu", OC),
-    ("nz", OC),
-    ("om", AS),
+    ("mv", AS, "Maldives"),
+    ("mw", AF, "Malawi"),
+    ("mx", NA, "Mexico"),
+    ("my", AS, "Malaysia"),
+    ("mz", AF, "Mozambique"),
+    ("na", AF, "Namibia"),
+    ("nc", OC, "New Caledonia"),
+    ("ne", AF, "Niger"),
+    ("nf", OC, "Norfolk Island"),
+    ("ng", AF, "Nigeria"),
+    ("ni", NA, "Nicaragua"),
+    ("nl", EU, "Netherlands, Kingdom of the"),
+    ("no", EU, "Norway"),
+    ("np", AS, "Nepal"),
+    ("nr", OC, "Nauru"),
+    ("nu", OC, "Niue"),
+    ("nz", OC, "New Zealand"),
+    ("om", AS, "Oman"),
     // Panama: Central America, north-america.
-    ("pa", NA),
-    ("pe", SA),
-    ("pf", OC),
-    ("pg", OC),
-    ("ph", AS),
-    ("pk", AS),
-    ("pl", EU),
+    ("pa", NA, "Panama"),
+    ("pe", SA, "Peru"),
+    ("pf", OC, "French Polynesia"),
+    ("pg", OC, "Papua New Guinea"),
+    ("ph", AS, "Philippines"),
+    ("pk", AS, "Pakistan"),
+    ("pl", EU, "Poland"),
     // Saint Pierre and Miquelon: French islands off Newfoundland,
     // north-america.
-    ("pm", NA),
-    ("pn", OC),
-    ("pr", NA),
-    ("ps", AS),
-    ("pt", EU),
-    ("pw", OC),
-    ("py", SA),
-    ("qa", AS),
+    ("pm", NA, "Saint Pierre and Miquelon"),
+    ("pn", OC, "Pitcairn"),
+    ("pr", NA, "Puerto Rico"),
+    ("ps", AS, "Palestine, State of"),
+    ("pt", EU, "Portugal"),
+    ("pw", OC, "Palau"),
+    ("py", SA, "Paraguay"),
+    ("qa", AS, "Qatar"),
     // Réunion: French overseas region in the Indian Ocean, africa.
-    ("re", AF),
-    ("ro", EU),
-    ("rs", EU),
+    ("re", AF, "Réunion"),
+    ("ro", EU, "Romania"),
+    ("rs", EU, "Serbia"),
     // Russia: the pool's ru zone is in europe, Siberia included.
-    ("ru", EU),
-    ("rw", AF),
-    ("sa", AS),
-    ("sb", OC),
+    ("ru", EU, "Russian Federation"),
+    ("rw", AF, "Rwanda"),
+    ("sa", AS, "Saudi Arabia"),
+    ("sb", OC, "Solomon Islands"),
     // Seychelles: Indian Ocean, africa.
-    ("sc", AF),
-    ("sd", AF),
-    ("se", EU),
-    ("sg", AS),
+    ("sc", AF, "Seychelles"),
+    ("sd", AF, "Sudan"),
+    ("se", EU, "Sweden"),
+    ("sg", AS, "Singapore"),
     // Saint Helena, Ascension and Tristan da Cunha: South Atlantic, africa.
-    ("sh", AF),
-    ("si", EU),
+    ("sh", AF, "Saint Helena, Ascension and Tristan da Cunha"),
+    ("si", EU, "Slovenia"),
     // Svalbard and Jan Mayen: Norwegian, europe.
-    ("sj", EU),
-    ("sk", EU),
-    ("sl", AF),
-    ("sm", EU),
-    ("sn", AF),
-    ("so", AF),
-    ("sr", SA),
+    ("sj", EU, "Svalbard and Jan Mayen"),
+    ("sk", EU, "Slovakia"),
+    ("sl", AF, "Sierra Leone"),
+    ("sm", EU, "San Marino"),
+    ("sn", AF, "Senegal"),
+    ("so", AF, "Somalia"),
+    ("sr", SA, "Suriname"),
     // South Sudan: africa.
-    ("ss", AF),
+    ("ss", AF, "South Sudan"),
     // São Tomé and Príncipe: Gulf of Guinea, africa.
-    ("st", AF),
-    ("sv", NA),
+    ("st", AF, "Sao Tome and Principe"),
+    ("sv", NA, "El Salvador"),
     // Sint Maarten (Dutch part): Caribbean, north-america.
-    ("sx", NA),
-    ("sy", AS),
-    ("sz", AF),
-    ("tc", NA),
-    ("td", AF),
+    ("sx", NA, "Sint Maarten (Dutch part)"),
+    ("sy", AS, "Syrian Arab Republic"),
+    ("sz", AF, "Eswatini"),
+    ("tc", NA, "Turks and Caicos Islands"),
+    ("td", AF, "Chad"),
     // French Southern Territories: sub-Antarctic islands administered from
     // Réunion, no antarctica zone; africa like Réunion.
-    ("tf", AF),
-    ("tg", AF),
-    ("th", AS),
-    ("tj", AS),
-    ("tk", OC),
+    ("tf", AF, "French Southern Territories"),
+    ("tg", AF, "Togo"),
+    ("th", AS, "Thailand"),
+    ("tj", AS, "Tajikistan"),
+    ("tk", OC, "Tokelau"),
     // Timor-Leste: asia (pool GeoDNS table).
-    ("tl", AS),
-    ("tm", AS),
-    ("tn", AF),
-    ("to", OC),
+    ("tl", AS, "Timor-Leste"),
+    ("tm", AS, "Turkmenistan"),
+    ("tn", AF, "Tunisia"),
+    ("to", OC, "Tonga"),
     // Turkey: the pool's tr zone is in europe.
-    ("tr", EU),
+    ("tr", EU, "Türkiye"),
     // Trinidad and Tobago: Caribbean, north-america.
-    ("tt", NA),
-    ("tv", OC),
-    ("tw", AS),
-    ("tz", AF),
-    ("ua", EU),
-    ("ug", AF),
+    ("tt", NA, "Trinidad and Tobago"),
+    ("tv", OC, "Tuvalu"),
+    ("tw", AS, "Taiwan, Province of China"),
+    ("tz", AF, "Tanzania, United Republic of"),
+    ("ua", EU, "Ukraine"),
+    ("ug", AF, "Uganda"),
     // The pool's zone name for the United Kingdom (ISO code gb).
-    ("uk", EU),
+    ("uk", EU, UNITED_KINGDOM),
     // United States Minor Outlying Islands: mostly Pacific atolls, oceania.
-    ("um", OC),
-    ("us", NA),
-    ("uy", SA),
-    ("uz", AS),
-    ("va", EU),
-    ("vc", NA),
-    ("ve", SA),
-    ("vg", NA),
-    ("vi", NA),
-    ("vn", AS),
-    ("vu", OC),
-    ("wf", OC),
-    ("ws", OC),
+    ("um", OC, "United States Minor Outlying Islands"),
+    ("us", NA, "United States of America"),
+    ("uy", SA, "Uruguay"),
+    ("uz", AS, "Uzbekistan"),
+    ("va", EU, "Holy See"),
+    ("vc", NA, "Saint Vincent and the Grenadines"),
+    ("ve", SA, "Venezuela (Bolivarian Republic of)"),
+    ("vg", NA, "Virgin Islands (British)"),
+    ("vi", NA, "Virgin Islands (U.S.)"),
+    ("vn", AS, "Viet Nam"),
+    ("vu", OC, "Vanuatu"),
+    ("wf", OC, "Wallis and Futuna"),
+    ("ws", OC, "Samoa"),
     // Kosovo: not ISO-assigned, but GeoIP databases use xk; europe.
-    ("xk", EU),
-    ("ye", AS),
+    ("xk", EU, "Kosovo"),
+    ("ye", AS, "Yemen"),
     // Mayotte: French department in the Indian Ocean, africa.
-    ("yt", AF),
-    ("za", AF),
-    ("zm", AF),
-    ("zw", AF),
+    ("yt", AF, "Mayotte"),
+    ("za", AF, "South Africa"),
+    ("zm", AF, "Zambia"),
+    ("zw", AF, "Zimbabwe"),
 ];
 
 /// Lowercases a two-letter ASCII code into a stack key; `None` otherwise.
@@ -425,7 +433,7 @@ pub fn continent_of(country: &str) -> Option<Continent> {
         std::sync::OnceLock::new();
     let table = BY_LETTERS.get_or_init(|| {
         let mut table = [None; 26 * 26];
-        for &(code, continent) in &COUNTRIES {
+        for &(code, continent, _) in &COUNTRIES {
             if let Some(i) = code_slot(code) {
                 table[i] = Some(continent);
             }
@@ -443,7 +451,20 @@ pub fn code_slot(code: &str) -> Option<usize> {
 
 /// Every known country code (lowercase) with its continent, sorted by code.
 pub fn countries() -> impl Iterator<Item = (&'static str, Continent)> {
-    COUNTRIES.iter().copied()
+    COUNTRIES
+        .iter()
+        .map(|&(code, continent, _)| (code, continent))
+}
+
+/// The English short name of a country code ("de" → "Germany"), ASCII case-insensitive;
+/// None for unknown codes. For pages and reports, not the query path.
+#[must_use]
+pub fn name_of(country: &str) -> Option<&'static str> {
+    let key = key(country)?;
+    COUNTRIES
+        .binary_search_by(|&(code, _, _)| code.as_bytes().cmp(&key[..]))
+        .ok()
+        .map(|i| COUNTRIES[i].2)
 }
 
 #[cfg(test)]
@@ -469,7 +490,7 @@ mod tests {
         for pair in COUNTRIES.windows(2) {
             assert!(pair[0].0 < pair[1].0, "{} !< {}", pair[0].0, pair[1].0);
         }
-        for (code, _) in COUNTRIES {
+        for (code, _, _) in COUNTRIES {
             assert_eq!(code.len(), 2, "{code}");
             assert!(code.bytes().all(|b| b.is_ascii_lowercase()), "{code}");
         }
@@ -545,6 +566,30 @@ mod tests {
         assert_eq!(Continent::from_label("antarctica"), None);
         assert_eq!(Continent::from_label(""), None);
         assert_eq!(Continent::from_label("north america"), None);
+    }
+
+    #[test]
+    fn every_code_has_its_english_short_name() {
+        for (code, _, name) in COUNTRIES {
+            assert_eq!(name_of(code), Some(name), "{code}");
+            assert_eq!(name_of(&code.to_ascii_uppercase()), Some(name), "{code}");
+            assert!(!name.is_empty() && name.trim() == name, "{code}: {name:?}");
+        }
+        for (code, name) in [
+            ("de", "Germany"),
+            ("us", "United States of America"),
+            ("jp", "Japan"),
+            ("ci", "Côte d'Ivoire"),
+            ("kr", "Korea, Republic of"),
+            ("xk", "Kosovo"),
+        ] {
+            assert_eq!(name_of(code), Some(name), "{code}");
+        }
+        // The pool's uk zone is the United Kingdom, gb in ISO 3166.
+        assert_eq!(name_of("uk"), name_of("gb"));
+        for code in ["", "zz", "deu", "eu", " de"] {
+            assert_eq!(name_of(code), None, "{code:?}");
+        }
     }
 
     #[test]
