@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::State;
@@ -366,22 +366,24 @@ async fn page(State(s): State<HttpState>) -> Html<String> {
     let origin = crate::name::render(&t.config.origin);
     let _ = write!(
         html,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>pooldns: {origin}</title>\
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"{PAGE_REFRESH}\"><title>pooldns: {origin}</title>\
          <style>body{{font-family:sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse}}\
          td,th{{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd}}td:first-child,th:first-child{{text-align:left}}\
+         td.country{{padding-left:2em}}\
          .bad{{background:#fee;border:1px solid #c00;padding:0.5em}}.ok{{background:#efe;border:1px solid #080;padding:0.5em}}</style></head><body>\
          <h1>pooldns for {origin}</h1>"
     );
     let _ = write!(
         html,
-        "<p>Serial {} · {} eligible IPv4 and {} eligible IPv6 servers · feed {} ({} entries, {} skipped) · up {} s</p>",
-        t.serial,
+        "<p id=\"summary\">Serial {} · {} eligible IPv4 and {} eligible IPv6 servers · feed {} ({} entries, {} skipped) · up {}</p>",
+        serial_text(t.serial, SystemTime::now()),
         t.eligible(Family::V4),
         t.eligible(Family::V6),
         escape(&t.feed.source),
         t.feed.entries,
         t.feed.skipped.len(),
-        s.started.elapsed().as_secs()
+        uptime_text(s.started.elapsed())
     );
     match s.reload.last_refusal.lock().ok().and_then(|g| g.clone()) {
         Some((when, why)) => {
@@ -400,113 +402,469 @@ async fn page(State(s): State<HttpState>) -> Html<String> {
         ),
     }
 
-    html.push_str("<h2>Answer shares</h2><p>Each dot is a server: its share of all answers so far (up) against its share \
-        of the net speed of its address family (across). A fair pool puts the dots on the diagonal; geo-targeting moves \
-        servers of busy regions above it.</p>");
+    html.push_str("<h2>Records served per server</h2><p>Each dot is a server: its share of the A or AAAA records \
+        served for its address family since the table was built (up) against its share of that family's net speed \
+        (across), both on log scales. An answer carries several records, one per server. A fair pool puts the dots on \
+        the diagonal; geo-targeting moves servers of busy regions above it.</p>");
     html.push_str(&share_chart(
         &t,
         &s.metrics.served(t.generation, t.members.len()),
     ));
 
-    html.push_str("<h2>Zones</h2><table id=\"zones\"><tr><th>zone</th><th>IPv4 servers</th><th>IPv4 Mbit/s</th>\
-        <th>IPv6 servers</th><th>IPv6 Mbit/s</th></tr>");
-    let rows = zone_rows(&t);
-    let mut empty = Vec::new();
-    for z in &rows {
-        let is_country = matches!(z.zone, ZoneId::Country(_));
-        if is_country && z.count == [0, 0] {
-            // Aliased countries (gb → uk) are served by their target: not empty.
-            if let ZoneId::Country(i) = z.zone {
-                if t.country(z.label) == Some(i) {
-                    empty.push(z.label);
-                }
-            }
-            continue;
-        }
-        let label = match z.zone {
-            ZoneId::Global => "all servers".to_owned(),
-            ZoneId::Continent(c) => format!("<b>{c}</b>"),
-            ZoneId::Country(_) => z.label.to_owned(),
-        };
+    html.push_str(&zone_table(&t));
+    let _ = write!(
+        html,
+        "<p>This page reloads itself every {PAGE_REFRESH} s.</p></body></html>"
+    );
+    Html(html)
+}
+
+/// A scatter plot, one dot per server, of its share of the A or AAAA records served for its
+/// address family against its share of that family's net speed. Both axes are logarithmic:
+/// shares span decades (in a pool of 3,000 servers some have 0.001 % and some 1 %), and on
+/// linear axes all but the largest servers sat in one corner. One colour per family.
+fn share_chart(t: &Table, counts: &[u64]) -> String {
+    const FAMILIES: [(&str, &str, &str); 2] =
+        [("v4", "IPv4", "#2563eb"), ("v6", "IPv6", "#ea580c")];
+    // Shares are within each address family: A and AAAA answers are separate pools.
+    let mut served = [0u64; 2];
+    let mut speed = [0u64; 2];
+    let mut servers = [0usize; 2];
+    for (m, &n) in t.members.iter().zip(counts) {
+        let family = Family::of(m.ip) as usize;
+        served[family] += n;
+        speed[family] += u64::from(m.netspeed);
+        servers[family] += 1;
+    }
+    // (member, family, expected share, observed share)
+    let dots: Vec<(&crate::table::Member, usize, f64, f64)> = t
+        .members
+        .iter()
+        .zip(counts)
+        .map(|(m, &n)| {
+            let family = Family::of(m.ip) as usize;
+            let expected = f64::from(m.netspeed) / speed[family].max(1) as f64;
+            let observed = n as f64 / served[family].max(1) as f64;
+            (m, family, expected, observed)
+        })
+        .collect();
+    let axis = LogAxis::covering(dots.iter().flat_map(|&(_, _, e, o)| [e, o]));
+    let (w, h) = (640.0, 460.0);
+    let (left, right, top, bottom) = (70.0, 20.0, 50.0, 50.0);
+    let x = |v: f64| left + axis.fraction(v) * (w - left - right);
+    let y = |v: f64| h - bottom - axis.fraction(v) * (h - top - bottom);
+    let (lo, hi) = (10f64.powi(axis.lo), 10f64.powi(axis.hi));
+    let mut svg = format!(
+        "<svg id=\"shares\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" \
+         role=\"img\" aria-label=\"share of records served against share of net speed per server, log scales\">\
+         <rect width=\"{w}\" height=\"{h}\" fill=\"#fff\"/>"
+    );
+    for (v, label) in axis.ticks() {
+        let (tx, ty) = (x(v), y(v));
+        let _ = write!(
+            svg,
+            "<line x1=\"{tx:.1}\" y1=\"{top}\" x2=\"{tx:.1}\" y2=\"{}\" stroke=\"#eee\"/>\
+             <line x1=\"{left}\" y1=\"{ty:.1}\" x2=\"{}\" y2=\"{ty:.1}\" stroke=\"#eee\"/>\
+             <text x=\"{tx:.1}\" y=\"{}\" text-anchor=\"middle\" font-size=\"11\" class=\"tick\">{label}</text>\
+             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"11\" class=\"tick\">{label}</text>",
+            h - bottom,
+            w - right,
+            h - bottom + 16.0,
+            left - 6.0,
+            ty + 4.0,
+        );
+    }
+    let _ = write!(
+        svg,
+        "<line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#999\" stroke-dasharray=\"4\"/>\
+         <line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#000\"/>\
+         <line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{}\" stroke=\"#000\"/>\
+         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"12\">share of the family's net speed</text>\
+         <text x=\"14\" y=\"{}\" font-size=\"12\" transform=\"rotate(-90 14 {})\" text-anchor=\"middle\">\
+         share of the family's A/AAAA records served</text>",
+        x(lo),
+        y(lo),
+        x(hi),
+        y(hi),
+        h - bottom,
+        w - right,
+        h - bottom,
+        h - bottom,
+        (left + w - right) / 2.0,
+        h - 12.0,
+        (top + h - bottom) / 2.0,
+        (top + h - bottom) / 2.0,
+    );
+    for (m, family, expected, observed) in dots {
+        let (class, name, colour) = FAMILIES[family];
+        // A server not served yet has no place on a log scale: hollow, on the bottom axis.
+        let fill = if observed > 0.0 { "0.6" } else { "0" };
+        let _ = write!(
+            svg,
+            "<circle class=\"{class}\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{colour}\" fill-opacity=\"{fill}\" \
+             stroke=\"{colour}\"><title>id {} {}: {:.3} % of {name} records served, {:.3} % of {name} net speed</title></circle>",
+            x(expected),
+            y(observed),
+            m.id,
+            m.ip,
+            observed * 100.0,
+            expected * 100.0,
+        );
+    }
+    // Legend and count, above the plot.
+    let total = served[0] + served[1];
+    let _ = write!(
+        svg,
+        "<text x=\"{left}\" y=\"18\" font-size=\"12\">{total} A/AAAA records served since the table was built</text>"
+    );
+    let mut lx = left;
+    for (i, (class, name, colour)) in FAMILIES.into_iter().enumerate() {
+        let _ = write!(
+            svg,
+            "<rect class=\"legend-{class}\" x=\"{lx}\" y=\"28\" width=\"10\" height=\"10\" fill=\"{colour}\"/>\
+             <text x=\"{}\" y=\"37\" font-size=\"12\">{name} ({} servers)</text>",
+            lx + 14.0,
+            servers[i],
+        );
+        lx += 130.0;
+    }
+    let _ = write!(
+        svg,
+        "<line x1=\"{lx}\" y1=\"33\" x2=\"{}\" y2=\"33\" stroke=\"#999\" stroke-dasharray=\"4\"/>\
+         <text x=\"{}\" y=\"37\" font-size=\"12\">fair share · hollow: not served yet</text></svg>",
+        lx + 20.0,
+        lx + 24.0,
+    );
+    svg
+}
+
+/// How often the status page reloads itself, seconds.
+const PAGE_REFRESH: u32 = 30;
+
+/// The zone table: the global zone, then each continent with its countries under it, by
+/// name; then the countries without an eligible server, by continent.
+fn zone_table(t: &Table) -> String {
+    let rows = zone_rows(t);
+    let global = t.zone_label(ZoneId::Global);
+    let mut html = format!(
+        "<h2>Zones</h2><p><code>{global}</code> is the whole pool: every eligible server. \
+         Each continent is followed by its countries.</p>\
+         <table id=\"zones\"><tr><th>zone</th><th>IPv4 servers</th><th>IPv4 Mbit/s</th>\
+         <th>IPv6 servers</th><th>IPv6 Mbit/s</th></tr>"
+    );
+    let row = |html: &mut String, cell: &str, z: &ZoneRow| {
         let _ = write!(
             html,
-            "<tr><td>{label}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr>{cell}<td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             z.count[0],
             z.netspeed[0] / 1000,
             z.count[1],
             z.netspeed[1] / 1000
         );
+    };
+    let mut empty: Vec<(Continent, Vec<String>)> = Vec::new();
+    for z in rows.iter().filter(|z| z.zone == ZoneId::Global) {
+        row(&mut html, &format!("<td>{}</td>", escape(global)), z);
+    }
+    for continent in Continent::ALL {
+        if let Some(z) = rows.iter().find(|z| z.zone == ZoneId::Continent(continent)) {
+            row(&mut html, &format!("<td><b>{continent}</b></td>"), z);
+        }
+        let mut countries: Vec<(&ZoneRow, u16, String)> = rows
+            .iter()
+            .filter_map(|z| match z.zone {
+                ZoneId::Country(i) if t.continent_of(i) == Some(continent) => {
+                    Some((z, i, country_name(z.label)))
+                }
+                _ => None,
+            })
+            .collect();
+        countries.sort_by_cached_key(|(_, _, name)| sort_key(name));
+        let mut without = Vec::new();
+        for (z, i, name) in countries {
+            if z.count != [0, 0] {
+                row(&mut html, &format!("<td class=\"country\">{name}</td>"), z);
+            } else if t.country(z.label) == Some(i) {
+                // Aliased codes (gb → uk) are served by their target: not empty.
+                without.push(name);
+            }
+        }
+        if !without.is_empty() {
+            empty.push((continent, without));
+        }
     }
     html.push_str("</table>");
+    let count: usize = empty.iter().map(|(_, names)| names.len()).sum();
     let _ = write!(
         html,
-        "<h2>Countries without an eligible server</h2><p id=\"empty\">{} countries: {}</p></body></html>",
-        empty.len(),
-        empty.join(" ")
+        "<h2>Countries without an eligible server</h2><p>{count} countries. Clients there get \
+         servers of their continent, or of the whole pool when it has none.</p><ul id=\"empty\">"
     );
-    Html(html)
-}
-
-/// A scatter plot of observed answer share against expected (net-speed) share per server.
-fn share_chart(t: &Table, counts: &[u64]) -> String {
-    // Shares are within each address family: A and AAAA answers are separate pools.
-    let mut served = [0u64; 2];
-    let mut speed = [0u64; 2];
-    for (m, &n) in t.members.iter().zip(counts) {
-        served[Family::of(m.ip) as usize] += n;
-        speed[Family::of(m.ip) as usize] += u64::from(m.netspeed);
-    }
-    let total_served = served[0] + served[1];
-    let points: Vec<(f64, f64)> = t
-        .members
-        .iter()
-        .zip(counts)
-        .map(|(m, &n)| {
-            let expected = m.netspeed as f64 / speed[Family::of(m.ip) as usize].max(1) as f64;
-            let family = Family::of(m.ip) as usize;
-            let observed = n as f64 / served[family].max(1) as f64;
-            (expected, observed)
-        })
-        .collect();
-    let max = points.iter().fold(1e-9f64, |m, &(e, o)| m.max(e).max(o)) * 1.05;
-    let (w, h, pad) = (600.0, 400.0, 40.0);
-    let x = |v: f64| pad + v / max * (w - 2.0 * pad);
-    let y = |v: f64| h - pad - v / max * (h - 2.0 * pad);
-    let mut svg = format!(
-        "<svg id=\"shares\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" \
-         role=\"img\" aria-label=\"observed against expected answer share per server\">\
-         <rect width=\"{w}\" height=\"{h}\" fill=\"#fff\"/>\
-         <line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#999\" stroke-dasharray=\"4\"/>\
-         <line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#000\"/>\
-         <line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{}\" stroke=\"#000\"/>\
-         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"12\">expected share (net speed) — max {:.3} %</text>\
-         <text x=\"12\" y=\"{}\" font-size=\"12\" transform=\"rotate(-90 12 {})\" text-anchor=\"middle\">observed share of answers</text>",
-        x(0.0),
-        y(0.0),
-        x(max),
-        y(max),
-        h - pad,
-        w - pad,
-        h - pad,
-        h - pad,
-        w / 2.0,
-        h - 8.0,
-        max * 100.0,
-        h / 2.0,
-        h / 2.0,
-    );
-    for (e, o) in points {
+    for (continent, names) in empty {
         let _ = write!(
-            svg,
-            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2\" fill=\"#2563eb\" fill-opacity=\"0.5\"/>",
-            x(e),
-            y(o)
+            html,
+            "<li><b>{continent}</b> ({}): {}</li>",
+            names.len(),
+            names.join(", ")
         );
     }
-    let _ = write!(
-        svg,
-        "<text x=\"{}\" y=\"20\" font-size=\"12\">{} answers counted</text></svg>",
-        pad, total_served
-    );
-    svg
+    html.push_str("</ul>");
+    html
+}
+
+/// "Germany (de)": the country's name and its zone label, escaped for HTML.
+fn country_name(code: &str) -> String {
+    match continent::name_of(code) {
+        Some(name) => format!("{} ({code})", escape(name)),
+        None => escape(code),
+    }
+}
+
+/// Sorts names the way people look them up: "Åland Islands" with the A's, "Türkiye" with
+/// the T's. Only the letters with diacritics that the country names use are folded.
+fn sort_key(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            'Å' => 'A',
+            'ç' => 'c',
+            'é' => 'e',
+            'ô' => 'o',
+            'ü' => 'u',
+            c => c,
+        })
+        .collect()
+}
+
+/// A serial as the page shows it: the number, and the UTC time it stands for when it is a
+/// plausible unix time (2000-01-01 up to a day from now). Serials are unix times when the
+/// feed has none, and feeds often write one; a date-shaped serial such as 2026112201
+/// (which, read as a unix time, would be in 2034) is shown as the number alone.
+fn serial_text(serial: u32, now: SystemTime) -> String {
+    const Y2000: u64 = 946_684_800;
+    let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let when = u64::from(serial);
+    if (Y2000..=now + 86_400).contains(&when) {
+        format!("{serial} ({})", utc_text(when))
+    } else {
+        serial.to_string()
+    }
+}
+
+/// "2025-11-22 08:00:00 UTC" for a unix time.
+fn utc_text(unix: u64) -> String {
+    let (year, month, day) = civil_from_days(unix / 86_400);
+    let secs = unix % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// The Gregorian (year, month, day) of a count of days since 1970-01-01: Howard Hinnant's
+/// `civil_from_days` (<https://howardhinnant.github.io/date_algorithms.html>), which counts
+/// in 400-year eras of 146,097 days from 0000-03-01 so that leap days fall at the end of a
+/// year. Unsigned: days before 1970 are not asked for.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468; // days from 0000-03-01
+    let era = z / 146_097;
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = era * 400 + year_of_era + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// "3 d 4 h"; under a day "4 h 12 min", under an hour "12 min".
+fn uptime_text(up: Duration) -> String {
+    let secs = up.as_secs();
+    let (days, hours, minutes) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60);
+    match (days, hours) {
+        (0, 0) => format!("{minutes} min"),
+        (0, _) => format!("{hours} h {minutes} min"),
+        _ => format!("{days} d {hours} h"),
+    }
+}
+
+/// A logarithmic axis over whole decades, 10^lo … 10^hi, for shares (0 … 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LogAxis {
+    lo: i32,
+    hi: i32,
+}
+
+impl LogAxis {
+    /// At most this many decades: smaller shares are drawn at the axis' start.
+    const MAX_DECADES: i32 = 6;
+
+    /// The decades around every positive value; 0.1 % … 100 % when there is none.
+    fn covering(values: impl IntoIterator<Item = f64>) -> LogAxis {
+        let (mut min, mut max) = (f64::INFINITY, 0.0f64);
+        for v in values.into_iter().filter(|v| *v > 0.0 && v.is_finite()) {
+            min = min.min(v);
+            max = max.max(v);
+        }
+        if max == 0.0 {
+            return LogAxis { lo: -3, hi: 0 };
+        }
+        // Shares are small: the casts hold exponents between about -10 and 0.
+        let hi = max.log10().ceil() as i32;
+        let lo = (min.log10().floor() as i32)
+            .max(hi - Self::MAX_DECADES)
+            .min(hi - 1);
+        LogAxis { lo, hi }
+    }
+
+    /// Where `v` lies: 0 at 10^lo (and below, 0 included), 1 at 10^hi.
+    fn fraction(self, v: f64) -> f64 {
+        if v <= 0.0 {
+            return 0.0;
+        }
+        ((v.log10() - f64::from(self.lo)) / f64::from(self.hi - self.lo)).clamp(0.0, 1.0)
+    }
+
+    /// The ticks: each decade, and 2 and 5 within each when the axis spans at most two
+    /// decades; as (value, label in percent).
+    fn ticks(self) -> Vec<(f64, String)> {
+        let steps: &[u32] = if self.hi - self.lo <= 2 {
+            &[1, 2, 5]
+        } else {
+            &[1]
+        };
+        let mut ticks = Vec::new();
+        for exponent in self.lo..=self.hi {
+            for &step in steps {
+                if exponent == self.hi && step > 1 {
+                    break;
+                }
+                // step · 10^exponent as a share is step · 10^(exponent + 2) percent.
+                let decimals = usize::try_from(-(exponent + 2)).unwrap_or(0);
+                let percent = f64::from(step) * 10f64.powi(exponent + 2);
+                ticks.push((
+                    f64::from(step) * 10f64.powi(exponent),
+                    format!("{percent:.decimals$} %"),
+                ));
+            }
+        }
+        ticks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_a_serial_that_is_a_plausible_unix_time() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_764_000_000); // 2025-11-24
+        assert_eq!(
+            serial_text(1_763_798_400, now),
+            "1763798400 (2025-11-22 08:00:00 UTC)"
+        );
+        assert_eq!(
+            serial_text(946_684_800, now),
+            "946684800 (2000-01-01 00:00:00 UTC)"
+        );
+        // Before 2000, far in the future (a date-shaped serial read as seconds), or small.
+        for raw in [946_684_799, 2_026_112_201, 7, 0, u32::MAX] {
+            assert_eq!(serial_text(raw, now), raw.to_string());
+        }
+        // Up to a day ahead of the clock still reads as a time.
+        assert!(serial_text(1_764_086_400, now).ends_with("UTC)"));
+        assert!(!serial_text(1_764_086_401, now).ends_with("UTC)"));
+    }
+
+    #[test]
+    fn utc_text_handles_leap_days_and_century_rules() {
+        for (unix, text) in [
+            (0, "1970-01-01 00:00:00 UTC"),
+            (951_782_400, "2000-02-29 00:00:00 UTC"),
+            (951_868_799, "2000-02-29 23:59:59 UTC"),
+            (951_868_800, "2000-03-01 00:00:00 UTC"),
+            (1_709_164_800, "2024-02-29 00:00:00 UTC"),
+            (1_735_689_599, "2024-12-31 23:59:59 UTC"),
+            (4_107_542_400, "2100-03-01 00:00:00 UTC"),
+            (4_294_967_295, "2106-02-07 06:28:15 UTC"),
+        ] {
+            assert_eq!(utc_text(unix), text, "{unix}");
+        }
+        // Every day from 1970 to 2110 follows the one before it.
+        let mut previous = civil_from_days(0);
+        for days in 1..51_000 {
+            let (y, m, d) = civil_from_days(days);
+            let (py, pm, pd) = previous;
+            let next_day = (y, m, d) == (py, pm, pd + 1);
+            let next_month = (y, m, d) == (py, pm + 1, 1);
+            let next_year = (y, m, d) == (py + 1, 1, 1) && (pm, pd) == (12, 31);
+            assert!(
+                next_day || next_month || next_year,
+                "{previous:?} → {:?}",
+                (y, m, d)
+            );
+            previous = (y, m, d);
+        }
+    }
+
+    #[test]
+    fn uptime_in_days_and_hours() {
+        let text = |secs| uptime_text(Duration::from_secs(secs));
+        assert_eq!(text(0), "0 min");
+        assert_eq!(text(59 * 60 + 59), "59 min");
+        assert_eq!(text(4 * 3600 + 12 * 60), "4 h 12 min");
+        assert_eq!(text(3 * 86_400 + 4 * 3600 + 59 * 60), "3 d 4 h");
+        assert_eq!(text(86_400), "1 d 0 h");
+    }
+
+    #[test]
+    fn log_axis_covers_whole_decades_with_percent_ticks() {
+        let axis = LogAxis::covering([0.004, 0.06, 0.0, 0.02]);
+        assert_eq!(axis, LogAxis { lo: -3, hi: -1 });
+        let labels: Vec<String> = axis.ticks().into_iter().map(|(_, l)| l).collect();
+        assert_eq!(
+            labels,
+            ["0.1 %", "0.2 %", "0.5 %", "1 %", "2 %", "5 %", "10 %"]
+        );
+        assert_eq!(axis.fraction(0.0), 0.0);
+        assert_eq!(axis.fraction(0.000_01), 0.0);
+        assert!((axis.fraction(0.01) - 0.5).abs() < 1e-12);
+        assert_eq!(axis.fraction(0.1), 1.0);
+        // Wide: decades only, at most six of them.
+        let wide = LogAxis::covering([1e-9, 0.5]);
+        assert_eq!(wide, LogAxis { lo: -6, hi: 0 });
+        let labels: Vec<String> = wide.ticks().into_iter().map(|(_, l)| l).collect();
+        assert_eq!(
+            labels,
+            [
+                "0.0001 %", "0.001 %", "0.01 %", "0.1 %", "1 %", "10 %", "100 %"
+            ]
+        );
+        // One value, or none: still an axis.
+        assert_eq!(LogAxis::covering([1.0]), LogAxis { lo: -1, hi: 0 });
+        assert_eq!(LogAxis::covering([]), LogAxis { lo: -3, hi: 0 });
+    }
+
+    #[test]
+    fn countries_by_name_sorted_as_people_read() {
+        assert_eq!(country_name("de"), "Germany (de)");
+        assert_eq!(country_name("ci"), "Côte d'Ivoire (ci)");
+        assert_eq!(
+            country_name("uk"),
+            "United Kingdom of Great Britain and Northern Ireland (uk)"
+        );
+        let mut names = ["Austria", "Åland Islands", "Albania", "Türkiye", "Tunisia"];
+        names.sort_by_cached_key(|n| sort_key(n));
+        assert_eq!(
+            names,
+            ["Åland Islands", "Albania", "Austria", "Tunisia", "Türkiye"]
+        );
+    }
 }

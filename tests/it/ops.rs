@@ -371,17 +371,16 @@ async fn status_page_in_headless_chromium_shows_zones_chart_and_refusal() {
     assert!(dom.contains("Serial 2026112201"), "{dom}");
     let zones = section(&dom, "<table id=\"zones\">", "</table>");
     for row in [
-        "<td>all servers</td>",
         "<td><b>europe</b></td>",
         "<td><b>asia</b></td>",
-        "<td>uk</td>",
-        "<td>jp</td>",
+        "(uk)</td>",
+        "<td class=\"country\">Japan (jp)</td>",
     ] {
         assert!(zones.contains(row), "{row} not in {zones}");
     }
     let chart = section(&dom, "<svg id=\"shares\"", "</svg>");
     assert_eq!(chart.matches("<circle").count(), members, "{chart}");
-    assert!(chart.contains("answers counted"), "{chart}");
+    assert!(chart.contains("A/AAAA records served"), "{chart}");
     let refusal = section(&dom, "id=\"refusal\"", "</p>");
     assert!(
         refusal.contains("The last feed was refused")
@@ -402,6 +401,129 @@ async fn status_page_in_headless_chromium_shows_zones_chart_and_refusal() {
     let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
     assert_eq!((width, height), (1200, 2000));
     eprintln!("status page screenshot: {}", artifact.display());
+    ops.stop().await;
+}
+
+/// The status page for new operators: countries by name under their continents, the
+/// global zone under the name `check`, `/status` and `_country` use, the serial as a date,
+/// a page that refreshes itself, and a chart of records served against net speed on log
+/// axes with one colour per address family.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_page_names_countries_under_continents_dates_the_serial_and_refreshes() {
+    let Some(chromium) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium not found (CI is set): install Debian's chromium, see .ci/run"
+        );
+        eprintln!("SKIPPED status_page_names_countries…: chromium not found on PATH");
+        return;
+    };
+    let (feed, members) = browser_feed();
+    let mut feed: serde_json::Value = serde_json::from_str(&feed).unwrap();
+    feed["serial"] = 1_763_798_400u32.into(); // a unix time: 2025-11-22 08:00:00 UTC
+    let ops = Ops::start(CONFIG, &feed.to_string()).await;
+    for i in 0..200u32 {
+        let q = match i % 4 {
+            0 => query("@", RecordType::A),
+            1 => with_ecs(query("@", RecordType::A), "81.2.69.142", 32),
+            2 => query("2", RecordType::AAAA),
+            _ => with_ecs(query("@", RecordType::A), "216.160.83.56", 32),
+        };
+        udp(ops.dns, &q).await;
+    }
+    let url = format!("http://{}/", ops.http);
+    let png = artifacts_dir().join("status-countries.png");
+    let dom = tokio::task::spawn_blocking(move || run_chromium(&chromium, &url, &png))
+        .await
+        .expect("chromium thread");
+
+    assert!(
+        dom.contains("<meta http-equiv=\"refresh\" content=\"30\">"),
+        "{dom}"
+    );
+    let summary = section(&dom, "<p id=\"summary\">", "</p>");
+    assert!(
+        summary.contains("Serial 1763798400 (2025-11-22 08:00:00 UTC)"),
+        "{summary}"
+    );
+    // Uptime in days and hours, minutes while it is shorter than an hour.
+    assert!(summary.ends_with(" · up 0 min</p>"), "{summary}");
+
+    // One name for the global zone: the table's, as `check` and `/status` print it.
+    let global = {
+        let (_dir, table) = load_table(CONFIG, &small_feed());
+        let label = table.load().zone_label(pooldns::table::ZoneId::Global);
+        label.to_owned()
+    };
+    assert!(!dom.contains("all servers"), "{dom}");
+    let zones = section(&dom, "<table id=\"zones\">", "</table>");
+    let first_cells: Vec<&str> = zones
+        .split("<tr")
+        .skip(2) // before the first row; the header row
+        .map(|row| {
+            let cell = row.split_once("<td").expect("a cell").1;
+            let text = cell.split_once('>').expect("cell start").1;
+            text.split_once("</td>").expect("cell end").0
+        })
+        .collect();
+    assert_eq!(
+        first_cells,
+        [
+            global.as_str(),
+            "<b>africa</b>",
+            "<b>asia</b>",
+            "Japan (jp)",
+            "<b>europe</b>",
+            "France (fr)",
+            "Germany (de)",
+            "Netherlands, Kingdom of the (nl)",
+            "Sweden (se)",
+            "United Kingdom of Great Britain and Northern Ireland (uk)",
+            "<b>north-america</b>",
+            "United States of America (us)",
+            "<b>oceania</b>",
+            "Australia (au)",
+            "<b>south-america</b>",
+        ],
+        "{zones}"
+    );
+    // Empty countries by name under their continents, aliases (gb) left out.
+    let empty = section(&dom, "<ul id=\"empty\">", "</ul>");
+    let africa = section(empty, "<li><b>africa</b>", "</li>");
+    assert!(africa.contains("Algeria (dz), Angola (ao)"), "{africa}");
+    let europe = section(empty, "<li><b>europe</b>", "</li>");
+    assert!(
+        europe.contains("Åland Islands (ax), Albania (al)"),
+        "{europe}"
+    );
+    assert!(
+        !europe.contains("(gb)") && !europe.contains("(de)"),
+        "{europe}"
+    );
+
+    // The chart: what is counted, log axes with tick labels, a colour and a legend entry
+    // per family, every server a dot.
+    let chart = section(&dom, "<svg id=\"shares\"", "</svg>");
+    assert!(chart.contains("A/AAAA records served"), "{chart}");
+    assert!(!chart.contains("answers counted"), "{chart}");
+    for tick in ["1 %", "10 %", "100 %"] {
+        assert!(
+            chart.contains(&format!("class=\"tick\">{tick}</text>")),
+            "{tick} not in {chart}"
+        );
+    }
+    let v4 = chart.matches("<circle class=\"v4").count();
+    let v6 = chart.matches("<circle class=\"v6").count();
+    assert_eq!((v4, v6), (members - members / 3, members / 3), "{chart}");
+    assert!(
+        chart.contains(">IPv4 (32 servers)</text>") && chart.contains(">IPv6 (16 servers)</text>"),
+        "{chart}"
+    );
+    let colour = |class: &str| {
+        let dot = section(chart, &format!("<circle class=\"{class}"), ">");
+        section(dot, "fill=\"", "\" ").to_owned()
+    };
+    assert_ne!(colour("v4"), colour("v6"));
     ops.stop().await;
 }
 
