@@ -4,19 +4,20 @@
 //! of it touches the query path.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::continent::{self, Continent};
 use crate::metrics::{ECS, GEO, Metrics, QTYPES, RCODES, TRANSPORTS};
-use crate::reload::ReloadStatus;
+use crate::reload::{AdminHandle, Input, ReloadStatus};
 use crate::server::SharedTable;
 use crate::table::{Family, Table, ZoneId};
 
@@ -31,6 +32,8 @@ pub struct HttpState {
     pub reload: Arc<ReloadStatus>,
     /// When the process started.
     pub started: Instant,
+    /// The reloader, for `POST /reload` from loopback; None turns the endpoint off.
+    pub admin: Option<AdminHandle>,
 }
 
 /// Serves the HTTP endpoints on `listener` until `shutdown` completes.
@@ -44,10 +47,46 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/status", get(status))
+        .route("/reload", post(reload))
         .with_state(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// `POST /reload[?accept-shrink=true]`: what `pooldns reload` sends. Reloads every input
+/// as SIGHUP does; with `accept-shrink`, one feed may drop more than half of the eligible
+/// servers. Only loopback peers may ask, whatever address the listener is on: metrics may
+/// be scraped from afar, the pool may not be emptied from afar.
+async fn reload(
+    State(s): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(options): Query<ReloadOptions>,
+) -> Response {
+    if !peer.ip().is_loopback() && !peer.ip().to_canonical().is_loopback() {
+        return (
+            StatusCode::FORBIDDEN,
+            "reload is only accepted from loopback\n",
+        )
+            .into_response();
+    }
+    let Some(admin) = s.admin else {
+        return (StatusCode::NOT_FOUND, "reload is not available here\n").into_response();
+    };
+    match admin.reload(options.accept_shrink).await {
+        Ok(text) => (StatusCode::OK, format!("{text}\n")).into_response(),
+        Err(text) => (StatusCode::CONFLICT, format!("{text}\n")).into_response(),
+    }
+}
+
+/// The query of `POST /reload`.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ReloadOptions {
+    #[serde(default, rename = "accept-shrink")]
+    accept_shrink: bool,
 }
 
 async fn healthz(State(s): State<HttpState>) -> Response {
@@ -58,6 +97,16 @@ async fn healthz(State(s): State<HttpState>) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "no eligible servers\n").into_response()
     }
+}
+
+/// When an input last loaded fine, and from where.
+fn last_good(reload: &ReloadStatus, input: Input) -> Option<(SystemTime, String)> {
+    reload
+        .input(input)
+        .last_good
+        .lock()
+        .ok()
+        .and_then(|g| g.clone())
 }
 
 fn unix(t: SystemTime) -> f64 {
@@ -77,7 +126,22 @@ async fn status(State(s): State<HttpState>) -> Response {
             })
         })
         .collect();
-    let refusal = s.reload.last_refusal.lock().ok().and_then(|g| g.clone());
+    let inputs: serde_json::Map<String, serde_json::Value> = Input::ALL
+        .into_iter()
+        .map(|input| {
+            let status = s.reload.input(input);
+            let good = last_good(&s.reload, input);
+            let error = status.error.lock().ok().and_then(|g| g.clone());
+            let value = serde_json::json!({
+                "source": good.as_ref().map(|(_, from)| from.clone()),
+                "last_good": good.map(|(when, _)| unix(when)),
+                "ok": status.ok.load(Ordering::Relaxed),
+                "refused": status.refused.load(Ordering::Relaxed),
+                "error": error.map(|(when, why)| serde_json::json!({"time": unix(when), "reason": why})),
+            });
+            (input.label().to_owned(), value)
+        })
+        .collect();
     let body = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": s.started.elapsed().as_secs(),
@@ -85,7 +149,7 @@ async fn status(State(s): State<HttpState>) -> Response {
         "epoch": t.epoch,
         "table_built": unix(t.built_at),
         "table_build_seconds": t.build_time.as_secs_f64(),
-        "last_good_load": s.reload.last_good.lock().ok().and_then(|g| *g).map(unix),
+        "last_good_load": last_good(&s.reload, Input::Feed).map(|(when, _)| unix(when)),
         "feed": {
             "source": t.feed.source,
             "entries": t.feed.entries,
@@ -93,11 +157,7 @@ async fn status(State(s): State<HttpState>) -> Response {
             "skipped": t.feed.skipped.iter().map(|k| k.render(&t.feed.source)).collect::<Vec<_>>(),
         },
         "eligible": { "v4": t.eligible(Family::V4), "v6": t.eligible(Family::V6) },
-        "loads": {
-            "ok": s.reload.loads_ok.load(Ordering::Relaxed),
-            "refused": s.reload.loads_refused.load(Ordering::Relaxed),
-        },
-        "last_refusal": refusal.map(|(when, why)| serde_json::json!({"time": unix(when), "reason": why})),
+        "inputs": inputs,
         "zones": zones,
     });
     axum::Json(body).into_response()
@@ -230,20 +290,42 @@ async fn metrics(State(s): State<HttpState>) -> Response {
     );
     help(
         &mut out,
-        "pooldns_feed_loads_total",
+        "pooldns_loads_total",
         "counter",
-        "Feed loads, by result.",
+        "Loads of each input (feed, config, geoip), by result.",
     );
-    let _ = writeln!(
-        out,
-        "pooldns_feed_loads_total{{result=\"ok\"}} {}",
-        s.reload.loads_ok.load(Ordering::Relaxed)
+    for input in Input::ALL {
+        let status = s.reload.input(input);
+        for (result, n) in [("ok", &status.ok), ("refused", &status.refused)] {
+            let _ = writeln!(
+                out,
+                "pooldns_loads_total{{input=\"{}\",result=\"{result}\"}} {}",
+                input.label(),
+                n.load(Ordering::Relaxed)
+            );
+        }
+    }
+    help(
+        &mut out,
+        "pooldns_load_failing",
+        "gauge",
+        "1 while the latest load of the input failed (the last good one keeps serving).",
     );
-    let _ = writeln!(
-        out,
-        "pooldns_feed_loads_total{{result=\"refused\"}} {}",
-        s.reload.loads_refused.load(Ordering::Relaxed)
-    );
+    for input in Input::ALL {
+        let failing = s
+            .reload
+            .input(input)
+            .error
+            .lock()
+            .ok()
+            .is_some_and(|e| e.is_some());
+        let _ = writeln!(
+            out,
+            "pooldns_load_failing{{input=\"{}\"}} {}",
+            input.label(),
+            u8::from(failing)
+        );
+    }
     help(
         &mut out,
         "pooldns_feed_entries_skipped_total",
@@ -262,16 +344,16 @@ async fn metrics(State(s): State<HttpState>) -> Response {
         &mut out,
         "pooldns_last_good_load_timestamp_seconds",
         "gauge",
-        "When the last good feed was published.",
+        "When each input last loaded fine.",
     );
-    let last_good = s
-        .reload
-        .last_good
-        .lock()
-        .ok()
-        .and_then(|g| *g)
-        .map_or(0.0, unix);
-    let _ = writeln!(out, "pooldns_last_good_load_timestamp_seconds {last_good}");
+    for input in Input::ALL {
+        let last_good = last_good(&s.reload, input).map_or(0.0, |(when, _)| unix(when));
+        let _ = writeln!(
+            out,
+            "pooldns_last_good_load_timestamp_seconds{{input=\"{}\"}} {last_good}",
+            input.label()
+        );
+    }
     single(
         &mut out,
         "pooldns_table_build_seconds",
@@ -385,22 +467,7 @@ async fn page(State(s): State<HttpState>) -> Html<String> {
         t.feed.skipped.len(),
         uptime_text(s.started.elapsed())
     );
-    match s.reload.last_refusal.lock().ok().and_then(|g| g.clone()) {
-        Some((when, why)) => {
-            let ago = SystemTime::now()
-                .duration_since(when)
-                .map_or(0, |d| d.as_secs());
-            let _ = write!(
-                html,
-                "<p class=\"bad\" id=\"refusal\">The last feed was refused {ago} s ago, and the previous good table \
-                 is still serving. Reason: {}</p>",
-                escape(&why)
-            );
-        }
-        None => html.push_str(
-            "<p class=\"ok\" id=\"refusal\">No feed has been refused since the server started.</p>",
-        ),
-    }
+    html.push_str(&input_boxes(&s.reload, SystemTime::now()));
 
     html.push_str("<h2>Records served per server</h2><p>Each dot is a server: its share of the A or AAAA records \
         served for its address family since the table was built (up) against its share of that family's net speed \
@@ -417,6 +484,60 @@ async fn page(State(s): State<HttpState>) -> Html<String> {
         "<p>This page reloads itself every {PAGE_REFRESH} s.</p></body></html>"
     );
     Html(html)
+}
+
+/// One box per input: green while its latest load was good, red with the whole error
+/// (its lines kept) while it fails; both say when it last loaded fine.
+fn input_boxes(reload: &ReloadStatus, now: SystemTime) -> String {
+    let ago = |when: SystemTime| {
+        let secs = now.duration_since(when).map_or(0, |d| d.as_secs());
+        match secs {
+            0..120 => format!("{secs} s ago"),
+            120..7200 => format!("{} min ago", secs / 60),
+            _ => format!("{} h ago", secs / 3600),
+        }
+    };
+    let mut html = String::from("<div id=\"inputs\">");
+    for input in Input::ALL {
+        let status = reload.input(input);
+        let good = last_good(reload, input);
+        let good_text = match &good {
+            Some((when, from)) => format!(
+                "last loaded fine {} from <code>{}</code>",
+                ago(*when),
+                escape(from)
+            ),
+            None => "never loaded".to_owned(),
+        };
+        let counts = format!(
+            "{} loads, {} refused",
+            status.ok.load(Ordering::Relaxed),
+            status.refused.load(Ordering::Relaxed)
+        );
+        match status.error.lock().ok().and_then(|g| g.clone()) {
+            Some((when, why)) => {
+                let _ = write!(
+                    html,
+                    "<div class=\"bad\" id=\"input-{label}\"><b>{title}</b>: the latest load was refused {}; \
+                     the last good one keeps serving ({good_text}; {counts}).<pre>{}</pre></div>",
+                    ago(when),
+                    escape(&why),
+                    label = input.label(),
+                    title = input.title(),
+                );
+            }
+            None => {
+                let _ = write!(
+                    html,
+                    "<div class=\"ok\" id=\"input-{label}\"><b>{title}</b>: {good_text} ({counts}).</div>",
+                    label = input.label(),
+                    title = input.title(),
+                );
+            }
+        }
+    }
+    html.push_str("</div>");
+    html
 }
 
 /// A scatter plot, one dot per server, of its share of the A or AAAA records served for its

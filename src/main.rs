@@ -40,6 +40,20 @@ enum Command {
     Check(InputArgs),
     /// Show how a query for NAME from ADDR would be answered (offline).
     Explain(ExplainArgs),
+    /// Ask the running server to reload its inputs, as SIGHUP does, and print the outcome.
+    /// Talks to the server's HTTP listener, which accepts this from loopback only.
+    Reload(ReloadArgs),
+}
+
+#[derive(clap::Args)]
+struct ReloadArgs {
+    /// The running server's HTTP address (its --http).
+    #[arg(long, default_value = "127.0.0.1:8053")]
+    http: SocketAddr,
+    /// Accept one feed that drops more than half of the eligible servers, which is
+    /// otherwise refused as a likely broken feed. Logged by the server.
+    #[arg(long)]
+    accept_shrink: bool,
 }
 
 #[derive(clap::Args)]
@@ -134,6 +148,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Check(args) => check(args),
         Command::Explain(args) => explain(args),
+        Command::Reload(args) => reload(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -194,6 +209,37 @@ fn explain(args: ExplainArgs) -> anyhow::Result<()> {
         pooldns::report::explain(&table, args.ip, &args.name, qtype)?
     );
     Ok(())
+}
+
+fn reload(args: ReloadArgs) -> anyhow::Result<()> {
+    let url = format!(
+        "http://{}/reload{}",
+        args.http,
+        if args.accept_shrink {
+            "?accept-shrink=true"
+        } else {
+            ""
+        }
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(120)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent.post(&url).send_empty().map_err(|e| {
+        anyhow::anyhow!(
+            "{url}: {e} (is `pooldns serve` running with --http {})?",
+            args.http
+        )
+    })?;
+    let status = response.status();
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    if status.is_success() {
+        print!("{body}");
+        Ok(())
+    } else {
+        anyhow::bail!("{url}: {status}: {}", body.trim_end())
+    }
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -267,6 +313,7 @@ async fn serve_in_runtime(args: ServeArgs) -> anyhow::Result<()> {
                 metrics: metrics.clone(),
                 reload: reloader.status(),
                 started: std::time::Instant::now(),
+                admin: Some(reloader.admin()),
             };
             let mut http_stop = stop_rx.clone();
             Some(tokio::spawn(pooldns::http::serve(

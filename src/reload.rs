@@ -83,6 +83,17 @@ pub enum LoadError {
     },
 }
 
+impl LoadError {
+    /// The input that failed to load.
+    pub fn input(&self) -> Input {
+        match self {
+            LoadError::Config(_) => Input::Config,
+            LoadError::Feed(_) | LoadError::TooManyDropped { .. } => Input::Feed,
+            LoadError::Geo(_) | LoadError::ConfiguredGeo { .. } => Input::Geoip,
+        }
+    }
+}
+
 /// The last good inputs, from which tables are built.
 #[derive(Debug, Clone)]
 struct Inputs {
@@ -109,29 +120,177 @@ pub struct Reloader {
     fetcher: Option<Fetcher>,
     /// The file watch and the URL poller, once started.
     watching: Option<Watching>,
+    /// Requests from the operator (`pooldns reload`), through the HTTP admin endpoint.
+    admin: (
+        mpsc::Sender<AdminRequest>,
+        Option<mpsc::Receiver<AdminRequest>>,
+    ),
+    /// Set by `pooldns reload --accept-shrink`: the next feed may drop more than half of
+    /// the eligible servers. Cleared once a feed is accepted, and after a reload of a feed
+    /// file whatever its outcome.
+    accept_shrink: bool,
+    /// The wall clock, which decides the rotation epoch; replaced in tests.
+    clock: Clock,
 }
 
-/// What the reloader has done, shared with the HTTP side.
+/// A source of wall-clock time.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> SystemTime + Send + Sync>);
+
+impl Clock {
+    /// A clock that reads `now`.
+    pub fn new(now: impl Fn() -> SystemTime + Send + Sync + 'static) -> Clock {
+        Clock(Arc::new(now))
+    }
+
+    /// The time.
+    pub fn now(&self) -> SystemTime {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
+/// The system's clock.
+pub fn system_clock() -> Clock {
+    Clock::new(SystemTime::now)
+}
+
+/// An operator's request to reload, from the admin endpoint.
+#[derive(Debug)]
+pub struct AdminRequest {
+    /// Accept one feed that drops more than half of the eligible servers.
+    pub accept_shrink: bool,
+    /// Where the outcome goes: what is serving now, or why the reload was refused.
+    pub reply: tokio::sync::oneshot::Sender<Result<String, String>>,
+}
+
+/// Sends operator requests to a running reloader.
+#[derive(Debug, Clone)]
+pub struct AdminHandle(mpsc::Sender<AdminRequest>);
+
+impl AdminHandle {
+    /// Reloads every input as SIGHUP does, optionally accepting one shrinking feed, and
+    /// waits for the outcome.
+    pub async fn reload(&self, accept_shrink: bool) -> Result<String, String> {
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        self.0
+            .send(AdminRequest {
+                accept_shrink,
+                reply,
+            })
+            .await
+            .map_err(|_| "the reloader has stopped".to_owned())?;
+        outcome
+            .await
+            .map_err(|_| "the reloader has stopped".to_owned())?
+    }
+}
+
+/// An input the reloader loads: each is reported on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// The server feed.
+    Feed,
+    /// The zone configuration.
+    Config,
+    /// The GeoIP database.
+    Geoip,
+}
+
+impl Input {
+    /// Every input, in the order reports list them.
+    pub const ALL: [Input; 3] = [Input::Feed, Input::Config, Input::Geoip];
+
+    /// The label in metrics and `/status`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Input::Feed => "feed",
+            Input::Config => "config",
+            Input::Geoip => "geoip",
+        }
+    }
+
+    /// A name for people.
+    pub fn title(self) -> &'static str {
+        match self {
+            Input::Feed => "Feed",
+            Input::Config => "Zone configuration",
+            Input::Geoip => "GeoIP database",
+        }
+    }
+}
+
+/// The load history of one input.
+#[derive(Debug, Default)]
+pub struct InputStatus {
+    /// Loads accepted (the one at startup included).
+    pub ok: AtomicU64,
+    /// Loads refused.
+    pub refused: AtomicU64,
+    /// When the last good load was, and from where.
+    pub last_good: Mutex<Option<(SystemTime, String)>>,
+    /// The error of the latest load, when it failed: when, and the whole message (lines
+    /// kept). Cleared when the input loads fine again.
+    pub error: Mutex<Option<(SystemTime, String)>>,
+}
+
+/// What the reloader has done, per input, shared with the HTTP side.
 #[derive(Debug, Default)]
 pub struct ReloadStatus {
-    /// Feeds loaded and published (the first one included).
-    pub loads_ok: AtomicU64,
-    /// Loads refused (feed, configuration or GeoIP errors, or too many servers dropped).
-    pub loads_refused: AtomicU64,
-    /// When the last good feed was published.
-    pub last_good: Mutex<Option<SystemTime>>,
-    /// The last refusal: when and why.
-    pub last_refusal: Mutex<Option<(SystemTime, String)>>,
+    /// Feed, configuration and GeoIP database, in [`Input::ALL`] order.
+    inputs: [InputStatus; 3],
+    /// The last refusal of any input, kept after the input loads again: when, which and
+    /// why.
+    last_refusal: Mutex<Option<(SystemTime, Input, String)>>,
     /// Feed entries skipped since start, by reason.
     pub skipped: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl ReloadStatus {
-    fn loaded(&self, feed: &Feed) {
-        self.loads_ok.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut last) = self.last_good.lock() {
-            *last = Some(SystemTime::now());
+    /// The history of one input.
+    pub fn input(&self, input: Input) -> &InputStatus {
+        &self.inputs[input as usize]
+    }
+
+    /// Loads accepted, all inputs together.
+    pub fn loads_ok(&self) -> u64 {
+        self.inputs
+            .iter()
+            .map(|i| i.ok.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Loads refused, all inputs together.
+    pub fn loads_refused(&self) -> u64 {
+        self.inputs
+            .iter()
+            .map(|i| i.refused.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// The last refusal of any input: when, which and why.
+    pub fn last_refusal(&self) -> Option<(SystemTime, Input, String)> {
+        self.last_refusal.lock().ok().and_then(|g| g.clone())
+    }
+
+    fn loaded(&self, input: Input, from: &str) {
+        let status = self.input(input);
+        status.ok.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut last) = status.last_good.lock() {
+            *last = Some((SystemTime::now(), from.to_owned()));
         }
+        if let Ok(mut error) = status.error.lock() {
+            *error = None;
+        }
+    }
+
+    fn loaded_feed(&self, feed: &Feed) {
+        self.loaded(Input::Feed, &feed.source);
         if let Ok(mut skipped) = self.skipped.lock() {
             for s in &feed.report.skipped {
                 *skipped.entry(s.reason.kind()).or_default() += 1;
@@ -139,10 +298,15 @@ impl ReloadStatus {
         }
     }
 
-    fn refused(&self, why: String) {
-        self.loads_refused.fetch_add(1, Ordering::Relaxed);
+    fn refused(&self, input: Input, why: String) {
+        let status = self.input(input);
+        status.refused.fetch_add(1, Ordering::Relaxed);
+        let now = SystemTime::now();
+        if let Ok(mut error) = status.error.lock() {
+            *error = Some((now, why.clone()));
+        }
         if let Ok(mut last) = self.last_refusal.lock() {
-            *last = Some((SystemTime::now(), why));
+            *last = Some((now, input, why));
         }
     }
 }
@@ -246,10 +410,12 @@ impl Reloader {
             geo,
             feed,
         };
-        let table = build(&inputs);
+        let table = build(&inputs, &system_clock());
         log_table(&table, &inputs.feed, "table built");
         let status = Arc::new(ReloadStatus::default());
-        status.loaded(&inputs.feed);
+        status.loaded_feed(&inputs.feed);
+        status.loaded(Input::Config, &sources.config.display().to_string());
+        status.loaded(Input::Geoip, &inputs.geo.path.display().to_string());
         Ok(Reloader {
             sources,
             feed_source,
@@ -259,7 +425,67 @@ impl Reloader {
             status,
             fetcher,
             watching: None,
+            admin: {
+                let (tx, rx) = mpsc::channel(4);
+                (tx, Some(rx))
+            },
+            accept_shrink: false,
+            clock: system_clock(),
         })
+    }
+
+    /// A handle for operator requests (the HTTP admin endpoint); they are carried out
+    /// while [`Reloader::run`] runs.
+    pub fn admin(&self) -> AdminHandle {
+        AdminHandle(self.admin.0.clone())
+    }
+
+    /// Reloads every input for the operator, as SIGHUP does; with `accept_shrink`, one
+    /// feed may drop more than half of the eligible servers. Returns what serves now.
+    pub fn reload_for_operator(&mut self, accept_shrink: bool) -> Result<String, String> {
+        if accept_shrink {
+            tracing::warn!(
+                "the operator accepts a shrinking feed: the next feed may drop more than half \
+                 of the eligible servers"
+            );
+            self.accept_shrink = true;
+        }
+        let result = self.reload_all();
+        if matches!(self.feed_source, FeedSource::File(_)) {
+            self.accept_shrink = false;
+        }
+        let table = self.table.load();
+        let serving = format!(
+            "serving {} IPv4 and {} IPv6 eligible servers, serial {}",
+            table.eligible(Family::V4),
+            table.eligible(Family::V6),
+            table.serial
+        );
+        match (result, &self.feed_source) {
+            (Err(e), _) => Err(format!("{e}\nstill {serving}")),
+            (Ok(()), FeedSource::Url(url)) => Ok(format!(
+                "reloaded the configuration and GeoIP database; {url} is being fetched; \
+                 {serving}"
+            )),
+            (Ok(()), FeedSource::File(_)) => Ok(format!("reloaded; {serving}")),
+        }
+    }
+
+    /// Replaces the wall clock that decides rotation epochs (tests drive time with it).
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
+    /// How long until the table needs a new split: zero when the serving table's epoch is
+    /// not the clock's (a table published just after a boundary), else the time to the
+    /// next boundary.
+    fn until_rotation(&self) -> Duration {
+        let now = self.clock.now();
+        let rotation = self.inputs.config.rotation;
+        if self.table.load().epoch != epoch_at(now, rotation) {
+            return Duration::ZERO;
+        }
+        until_next_epoch(now, rotation)
     }
 
     /// The live table, for the servers.
@@ -267,9 +493,9 @@ impl Reloader {
         Arc::clone(&self.table)
     }
 
-    /// The last refusal, if any: when and why.
-    pub fn last_refusal(&self) -> Option<(SystemTime, String)> {
-        self.status.last_refusal.lock().ok().and_then(|g| g.clone())
+    /// The last refusal, if any: when, which input and why.
+    pub fn last_refusal(&self) -> Option<(SystemTime, Input, String)> {
+        self.status.last_refusal()
     }
 
     /// The load history, shared.
@@ -324,12 +550,13 @@ impl Reloader {
     }
 
     /// Rebuilds the table if a new rotation epoch has begun since it was built.
-    pub fn rotate_if_due(&mut self, now: SystemTime) -> bool {
+    pub fn rotate_if_due(&mut self) -> bool {
+        let now = self.clock.now();
         let epoch = epoch_at(now, self.inputs.config.rotation);
         if epoch == self.table.load().epoch {
             return false;
         }
-        self.publish(build(&self.inputs));
+        self.publish(build(&self.inputs, &self.clock));
         true
     }
 
@@ -351,6 +578,8 @@ impl Reloader {
             match open_geo(&self.sources, &self.inputs.config) {
                 Ok(geo) => {
                     tracing::info!("{}: GeoIP database loaded", geo.path.display());
+                    self.status
+                        .loaded(Input::Geoip, &geo.path.display().to_string());
                     self.inputs.geo = Arc::new(geo);
                     staged = true;
                 }
@@ -369,7 +598,7 @@ impl Reloader {
             }
         }
         if staged && !published {
-            let table = build(&self.inputs);
+            let table = build(&self.inputs, &self.clock);
             log_table(&table, &self.inputs.feed, "table rebuilt");
             self.publish(table);
         }
@@ -395,11 +624,15 @@ impl Reloader {
             Some(Arc::new(open_geo(&self.sources, &config)?))
         };
         tracing::info!("{}: configuration loaded", self.sources.config.display());
+        self.status
+            .loaded(Input::Config, &self.sources.config.display().to_string());
         self.inputs.config = config;
         self.inputs.names = names;
         let opened = geo.is_some();
         if let Some(geo) = geo {
             tracing::info!("{}: GeoIP database loaded", path.display());
+            self.status
+                .loaded(Input::Geoip, &path.display().to_string());
             self.inputs.geo = geo;
         }
         Ok(opened)
@@ -420,19 +653,27 @@ impl Reloader {
             feed: Arc::new(feed),
             ..self.inputs.clone()
         };
-        let table = build(&candidate);
+        let table = build(&candidate, &self.clock);
         let current = self.table.load();
         let old = current.eligible(Family::V4) + current.eligible(Family::V6);
         let new = table.eligible(Family::V4) + table.eligible(Family::V6);
         if new * 2 < old {
-            return Err(LoadError::TooManyDropped {
-                feed: candidate.feed.source.clone(),
-                old,
-                new,
-            });
+            if !self.accept_shrink {
+                return Err(LoadError::TooManyDropped {
+                    feed: candidate.feed.source.clone(),
+                    old,
+                    new,
+                });
+            }
+            tracing::warn!(
+                "{}: accepted although it drops more than half of the eligible servers \
+                 ({old} → {new}), as the operator asked with `pooldns reload --accept-shrink`",
+                candidate.feed.source
+            );
         }
+        self.accept_shrink = false;
         log_table(&table, &candidate.feed, "feed loaded");
-        self.status.loaded(&candidate.feed);
+        self.status.loaded_feed(&candidate.feed);
         self.inputs = candidate;
         self.publish(table);
         Ok(())
@@ -451,7 +692,7 @@ impl Reloader {
 
     fn refuse(&self, e: &LoadError) {
         tracing::error!("{e}; the last good table keeps serving");
-        self.status.refused(e.to_string());
+        self.status.refused(e.input(), e.to_string());
     }
 
     /// Starts watching the inputs, so that a change made from now on is seen: the feed
@@ -527,10 +768,10 @@ impl Reloader {
         // Channels whose senders live in `self`: they stay open while `run` does.
         let (mut wake, mut polled) =
             receivers.unwrap_or_else(|| (mpsc::channel(1).1, mpsc::channel(1).1));
+        let mut admin = self.admin.1.take().unwrap_or_else(|| mpsc::channel(1).1);
         tokio::pin!(shutdown);
         loop {
-            let rotation = self.inputs.config.rotation;
-            let wait = until_next_epoch(SystemTime::now(), rotation);
+            let wait = self.until_rotation();
             tokio::select! {
                 _ = &mut shutdown => return,
                 Some(()) = wake.recv() => {
@@ -542,6 +783,12 @@ impl Reloader {
                         self = blocking(self, move |r| { let _ = r.reload(changed); }).await;
                     }
                 }
+                Some(request) = admin.recv() => {
+                    tracing::info!("the operator asked for a reload");
+                    self = blocking(self, move |r| {
+                        let _ = request.reply.send(r.reload_for_operator(request.accept_shrink));
+                    }).await;
+                }
                 Some(result) = polled.recv() => {
                     self = blocking(self, move |r| { let _ = r.accept_polled(result); }).await;
                 }
@@ -550,7 +797,7 @@ impl Reloader {
                     self = blocking(self, |r| { let _ = r.reload_all(); }).await;
                 }
                 _ = tokio::time::sleep(wait) => {
-                    self = blocking(self, |r| { r.rotate_if_due(SystemTime::now()); }).await;
+                    self = blocking(self, |r| { r.rotate_if_due(); }).await;
                 }
             }
         }
@@ -583,8 +830,34 @@ fn until_next_epoch(now: SystemTime, rotation: Duration) -> Duration {
     Duration::from_secs_f64((next - secs).max(0.0) + 0.01)
 }
 
-fn build(inputs: &Inputs) -> Table {
-    let epoch = epoch_at(SystemTime::now(), inputs.config.rotation);
+/// Builds a table for the epoch of the clock. A build that straddles an epoch boundary is
+/// made again for the new epoch, so that a published table never carries the epoch that
+/// just ended: the run loop would only rotate at the boundary after it, and this instance
+/// would serve another split than the rest of the fleet for a whole rotation period
+/// (issue 12, item 1). A few attempts at most: a build slower than the rotation period
+/// (a 1 s rotation, say) gives up, and the run loop rotates right after the publish.
+fn build(inputs: &Inputs, clock: &Clock) -> Table {
+    let rotation = inputs.config.rotation;
+    let mut epoch = epoch_at(clock.now(), rotation);
+    for _ in 0..3 {
+        let table = Table::build(
+            Arc::clone(&inputs.config),
+            Arc::clone(&inputs.names),
+            Arc::clone(&inputs.geo),
+            &inputs.feed,
+            epoch,
+        );
+        let now = epoch_at(clock.now(), rotation);
+        if now == epoch {
+            return table;
+        }
+        tracing::info!(
+            from = epoch,
+            to = now,
+            "a new rotation epoch began during the build; building again"
+        );
+        epoch = now;
+    }
     Table::build(
         Arc::clone(&inputs.config),
         Arc::clone(&inputs.names),

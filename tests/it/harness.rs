@@ -293,27 +293,22 @@ impl TestServer {
         std::fs::rename(&tmp, self.dir.path().join(name)).expect("rename file");
     }
 
-    /// Loads accepted so far.
+    /// Feeds loaded so far.
     pub fn loads_ok(&self) -> u64 {
         self.reload
-            .loads_ok
+            .input(pooldns::reload::Input::Feed)
+            .ok
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Loads refused so far.
+    /// Loads refused so far, every input together.
     pub fn loads_refused(&self) -> u64 {
-        self.reload
-            .loads_refused
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.reload.loads_refused()
     }
 
     /// The reason of the last refusal, if any.
     pub fn last_refusal(&self) -> Option<String> {
-        self.reload
-            .last_refusal
-            .lock()
-            .ok()
-            .and_then(|r| r.as_ref().map(|(_, why)| why.clone()))
+        self.reload.last_refusal().map(|(_, _, why)| why)
     }
 }
 

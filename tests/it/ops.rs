@@ -16,7 +16,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::{Message, ResponseCode};
@@ -70,7 +69,7 @@ async fn metrics_count_a_known_query_mix_exactly() {
     assert_eq!(echoed_ecs(&r).map(|e| e.2), Some(28));
     let r = udp(dns, &with_ecs(query("@", RecordType::A), "10.0.0.0", 8)).await;
     assert_eq!(sorted(addresses(&r)), ips(&V4_ALL));
-    assert_eq!(echoed_ecs(&r).map(|e| e.2), Some(0));
+    assert_eq!(echoed_ecs(&r).map(|e| e.2), Some(8));
 
     // Too big for 512 bytes: TC over UDP, then whole over TCP; then A over TCP.
     let r = udp(dns, &query("big", RecordType::TXT)).await;
@@ -131,14 +130,19 @@ async fn metrics_count_a_known_query_mix_exactly() {
     }
     assert_eq!(m.get("pooldns_tcp_connections_total", &[]), Some(2.0));
     assert_eq!(m.get("pooldns_tcp_evicted_total", &[]), Some(0.0));
-    assert_eq!(
-        m.get("pooldns_feed_loads_total", &[("result", "ok")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        m.get("pooldns_feed_loads_total", &[("result", "refused")]),
-        Some(0.0)
-    );
+    for input in ["feed", "config", "geoip"] {
+        let loads = |result| {
+            m.get(
+                "pooldns_loads_total",
+                &[("input", input), ("result", result)],
+            )
+        };
+        assert_eq!((loads("ok"), loads("refused")), (Some(1.0), Some(0.0)));
+        assert_eq!(
+            m.get("pooldns_load_failing", &[("input", input)]),
+            Some(0.0)
+        );
+    }
     assert_eq!(
         m.get(
             "pooldns_feed_entries_skipped_total",
@@ -148,10 +152,18 @@ async fn metrics_count_a_known_query_mix_exactly() {
     );
     assert_eq!(m.get("pooldns_soa_serial", &[]), Some(2_026_112_201.0));
     let now = unix_now();
-    let last_good = m
-        .get("pooldns_last_good_load_timestamp_seconds", &[])
-        .unwrap();
-    assert!(last_good <= now && last_good > now - 60.0, "{last_good}");
+    for input in ["feed", "config", "geoip"] {
+        let last_good = m
+            .get(
+                "pooldns_last_good_load_timestamp_seconds",
+                &[("input", input)],
+            )
+            .unwrap();
+        assert!(
+            last_good <= now && last_good > now - 60.0,
+            "{input} {last_good}"
+        );
+    }
     let build = m.get("pooldns_table_build_seconds", &[]).unwrap();
     assert!(build > 0.0 && build < 10.0, "{build}");
     assert_eq!(
@@ -266,8 +278,17 @@ async fn status_reports_serial_load_times_feed_zones_and_the_last_refusal() {
         "{skipped}"
     );
     assert_eq!(status["eligible"], serde_json::json!({"v4": 4, "v6": 2}));
-    assert_eq!(status["loads"], serde_json::json!({"ok": 1, "refused": 0}));
-    assert!(status["last_refusal"].is_null(), "{status}");
+    for input in ["feed", "config", "geoip"] {
+        let i = &status["inputs"][input];
+        assert_eq!((&i["ok"], &i["refused"]), (&1.into(), &0.into()), "{input}");
+        assert!(i["error"].is_null(), "{status}");
+        let t = i["last_good"].as_f64().unwrap();
+        assert!(t <= before && t > before - 60.0, "{input} {t}");
+    }
+    assert_eq!(
+        status["inputs"]["feed"]["source"],
+        ops.feed_path.display().to_string()
+    );
     let zone = |status: &serde_json::Value, label: &str| -> serde_json::Value {
         status["zones"]
             .as_array()
@@ -293,35 +314,173 @@ async fn status_reports_serial_load_times_feed_zones_and_the_last_refusal() {
     ops.replace_feed("<html>not JSON</html>\n");
     ops.wait_refusals(1).await;
     let status = status_json(ops.http).await;
-    assert_eq!(status["loads"], serde_json::json!({"ok": 1, "refused": 1}));
+    let feed = &status["inputs"]["feed"];
+    assert_eq!((&feed["ok"], &feed["refused"]), (&1.into(), &1.into()));
     assert_eq!(status["serial"], 2_026_112_201u32);
-    let reason = status["last_refusal"]["reason"].as_str().unwrap();
+    let reason = feed["error"]["reason"].as_str().unwrap();
     assert!(
         reason.contains(&ops.feed_path.display().to_string()),
         "{reason}"
     );
     assert!(reason.contains("not a feed"), "{reason}");
-    let when = status["last_refusal"]["time"].as_f64().unwrap();
+    let when = feed["error"]["time"].as_f64().unwrap();
     assert!(when >= before - 1.0 && when <= unix_now() + 1.0, "{when}");
 
     // A feed that would drop more than half of the servers: refused, and now the reason.
     ops.replace_feed(&feed_json(&[s(9, "192.0.2.9", 1000, "de")]));
     ops.wait_refusals(2).await;
     let status = status_json(ops.http).await;
-    assert_eq!(status["loads"], serde_json::json!({"ok": 1, "refused": 2}));
-    let reason = status["last_refusal"]["reason"].as_str().unwrap();
+    let feed = &status["inputs"]["feed"];
+    assert_eq!((&feed["ok"], &feed["refused"]), (&1.into(), &2.into()));
+    let reason = feed["error"]["reason"].as_str().unwrap();
     assert!(
         reason.contains("1 eligible servers where the serving table has 6"),
         "{reason}"
     );
     let m = Samples::parse(&get(ops.http, "/metrics").await.body);
+    let loads = |result| {
+        m.get(
+            "pooldns_loads_total",
+            &[("input", "feed"), ("result", result)],
+        )
+    };
+    assert_eq!((loads("ok"), loads("refused")), (Some(1.0), Some(2.0)));
     assert_eq!(
-        m.get("pooldns_feed_loads_total", &[("result", "refused")]),
-        Some(2.0)
-    );
-    assert_eq!(
-        m.get("pooldns_feed_loads_total", &[("result", "ok")]),
+        m.get("pooldns_load_failing", &[("input", "feed")]),
         Some(1.0)
+    );
+    ops.stop().await;
+}
+
+/// Issue 10 item 7: a feed that drops more than half of the servers was refused, also
+/// after SIGHUP, with no way to accept it but a restart. `pooldns reload --accept-shrink`
+/// accepts one such feed in the running server; the next one is guarded again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooldns_reload_accept_shrink_takes_one_shrinking_feed() {
+    let ops = Ops::start(CONFIG, &small_feed()).await;
+    let shrunk = feed_json(&[s(9, "192.0.2.9", 1000, "de")]);
+    ops.replace_feed(&shrunk);
+    ops.wait_refusals(1).await;
+    let reload = |extra: &[&str]| {
+        let mut args = vec![
+            "reload".to_owned(),
+            "--http".to_owned(),
+            ops.http.to_string(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let dir = ops.dir.path().to_owned();
+        tokio::task::spawn_blocking(move || pooldns(&args, &dir))
+    };
+    // Without the flag: refused again, with the reason and what still serves.
+    let out = reload(&[]).await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("409"), "{stderr}");
+    assert!(
+        stderr.contains("1 eligible servers where the serving table has 6"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("still serving 4 IPv4 and 2 IPv6 eligible servers"),
+        "{stderr}"
+    );
+    // With it: accepted, and live when the command returns.
+    let out = reload(&["--accept-shrink"]).await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("reloaded; serving 1 IPv4 and 0 IPv6 eligible servers"),
+        "{stdout}"
+    );
+    let r = udp(ops.dns, &query("@", RecordType::A)).await;
+    assert_eq!(addresses(&r), ["192.0.2.9".parse::<IpAddr>().unwrap()]);
+    // Only once: the small feed back is fine (it grows), a shrink after it is refused.
+    ops.replace_feed(&small_feed());
+    let grown = eventually(Duration::from_secs(5), async || {
+        addresses(&udp(ops.dns, &query("@", RecordType::A)).await).len() == 4
+    })
+    .await;
+    assert!(grown);
+    let refused = ops.reload.loads_refused();
+    ops.replace_feed(&shrunk);
+    ops.wait_refusals(refused + 1).await;
+    ops.stop().await;
+}
+
+/// Issue 10 item 6: a broken zone configuration was shown and counted as a refused feed,
+/// its error flattened, and the box stayed red after the file was fixed. Each input is
+/// reported on its own, keeps the error's lines, and clears when it loads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_input_is_reported_on_its_own_and_clears_when_it_loads_again() {
+    let ops = Ops::start(CONFIG, &small_feed()).await;
+    let config = ops.dir.path().join("zone.toml");
+    // TOML that does not parse: a multi-line message from the parser.
+    std::fs::write(&config, "origin =\n[soa]\n").unwrap();
+    ops.wait_refusals(1).await;
+    let status = status_json(ops.http).await;
+    let failed = &status["inputs"]["config"];
+    assert_eq!((&failed["ok"], &failed["refused"]), (&1.into(), &1.into()));
+    let reason = failed["error"]["reason"].as_str().unwrap();
+    assert!(reason.contains(&config.display().to_string()), "{reason}");
+    assert!(reason.lines().count() > 2, "lines kept: {reason:?}");
+    for input in ["feed", "geoip"] {
+        let i = &status["inputs"][input];
+        assert_eq!(i["refused"], 0, "{input}: {status}");
+        assert!(i["error"].is_null(), "{input}: {status}");
+    }
+    let m = Samples::parse(&get(ops.http, "/metrics").await.body);
+    let loads = |m: &Samples, input, result| {
+        m.get(
+            "pooldns_loads_total",
+            &[("input", input), ("result", result)],
+        )
+    };
+    assert_eq!(loads(&m, "config", "refused"), Some(1.0));
+    assert_eq!(loads(&m, "feed", "refused"), Some(0.0));
+    assert_eq!(
+        m.get("pooldns_load_failing", &[("input", "config")]),
+        Some(1.0)
+    );
+    // The page: the configuration's box is red, with the parser's lines in a <pre>; the
+    // feed's is green.
+    let page = get(ops.http, "/").await.body;
+    let boxed = section(&page, "id=\"input-config\"", "</div>");
+    assert!(
+        page.contains("<div class=\"bad\" id=\"input-config\">"),
+        "{page}"
+    );
+    assert!(boxed.contains("<pre>") && boxed.contains("\n"), "{boxed}");
+    assert!(
+        page.contains("<div class=\"ok\" id=\"input-feed\">"),
+        "{page}"
+    );
+    assert!(!page.contains("The last feed was refused"), "{page}");
+
+    // Fixed: the box clears, the counts stay.
+    std::fs::write(&config, CONFIG).unwrap();
+    let cleared = eventually(Duration::from_secs(5), async || {
+        status_json(ops.http).await["inputs"]["config"]["error"].is_null()
+    })
+    .await;
+    assert!(
+        cleared,
+        "the configuration's error stayed after a good load"
+    );
+    let status = status_json(ops.http).await;
+    let config_status = &status["inputs"]["config"];
+    assert_eq!(
+        (&config_status["ok"], &config_status["refused"]),
+        (&2.into(), &1.into())
+    );
+    let page = get(ops.http, "/").await.body;
+    assert!(
+        page.contains("<div class=\"ok\" id=\"input-config\">"),
+        "{page}"
+    );
+    let m = Samples::parse(&get(ops.http, "/metrics").await.body);
+    assert_eq!(
+        m.get("pooldns_load_failing", &[("input", "config")]),
+        Some(0.0)
     );
     ops.stop().await;
 }
@@ -381,10 +540,10 @@ async fn status_page_in_headless_chromium_shows_zones_chart_and_refusal() {
     let chart = section(&dom, "<svg id=\"shares\"", "</svg>");
     assert_eq!(chart.matches("<circle").count(), members, "{chart}");
     assert!(chart.contains("A/AAAA records served"), "{chart}");
-    let refusal = section(&dom, "id=\"refusal\"", "</p>");
+    let refusal = section(&dom, "id=\"input-feed\"", "</div>");
     assert!(
-        refusal.contains("The last feed was refused")
-            && refusal.contains("the previous good table is still serving")
+        refusal.contains("the latest load was refused")
+            && refusal.contains("the last good one keeps serving")
             && refusal.contains(&ops.feed_path.display().to_string()),
         "{refusal}"
     );
@@ -1238,6 +1397,7 @@ impl Ops {
             metrics: metrics.clone(),
             reload: reload.clone(),
             started: Instant::now(),
+            admin: Some(reloader.admin()),
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -1289,10 +1449,7 @@ impl Ops {
     /// Waits until `n` loads have been refused.
     async fn wait_refusals(&self, n: u64) {
         let reload = self.reload.clone();
-        let seen = eventually(Duration::from_secs(5), async || {
-            reload.loads_refused.load(Ordering::Relaxed) >= n
-        })
-        .await;
+        let seen = eventually(Duration::from_secs(5), async || reload.loads_refused() >= n).await;
         assert!(seen, "feed not refused within 5 s");
     }
 

@@ -259,6 +259,51 @@ async fn answers_stay_whole_and_from_one_feed_while_the_feed_is_rewritten_under_
 // Helpers
 
 /// Ten equal servers in 192.0.2.0/24 (every server is in 40 % of the answers).
+/// Issue 12 item 1: a reload whose build straddled a rotation boundary published the
+/// epoch that had just ended, and the run loop slept until the boundary after the next:
+/// that instance served another split than the fleet for a whole rotation period. The
+/// clock here moves 0.3 s each time the reloader reads it, so every build straddles a
+/// boundary that lies 0.29 s after the reload starts.
+#[tokio::test]
+async fn a_reload_straddling_a_rotation_boundary_publishes_the_new_epoch() {
+    use std::sync::atomic::AtomicU64;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("zone.toml");
+    let feed = dir.path().join("servers.json");
+    std::fs::write(&config, format!("{CONFIG}\n[answers]\nrotation = 8\n")).unwrap();
+    std::fs::write(&feed, feed_json(&old_set())).unwrap();
+    let mut reloader = pooldns::reload::Reloader::load(pooldns::reload::Sources {
+        config,
+        feed: feed.clone(),
+        geoip: Some(repo(TEST_GEOIP)),
+    })
+    .expect("load");
+    // Milliseconds since 1970; each read moves it on by 300 ms.
+    let boundary_ms: u64 = 8 * 250_000_000;
+    let now_ms = Arc::new(AtomicU64::new(boundary_ms - 290));
+    let clock_ms = now_ms.clone();
+    reloader.set_clock(pooldns::reload::Clock::new(move || {
+        let ms = clock_ms.fetch_add(300, Ordering::SeqCst);
+        std::time::UNIX_EPOCH + Duration::from_millis(ms)
+    }));
+    let table = reloader.table();
+    std::fs::write(&feed, feed_json(&new_set())).unwrap();
+    reloader.reload_feed().expect("reload");
+    let published = table.load().epoch;
+    let clock_epoch = now_ms.load(Ordering::SeqCst) / 8_000;
+    assert_eq!(clock_epoch, 250_000, "the boundary was crossed");
+    assert_eq!(
+        published, clock_epoch,
+        "the table kept the epoch that ended"
+    );
+    // A rotation that is due, whose build straddles the boundary after it: the published
+    // table is the clock's again.
+    now_ms.store(boundary_ms + 16_000 - 590, Ordering::SeqCst);
+    assert!(reloader.rotate_if_due());
+    assert_eq!(now_ms.load(Ordering::SeqCst) / 8_000, 250_002);
+    assert_eq!(table.load().epoch, 250_002);
+}
+
 fn old_set() -> Vec<S> {
     const IPS: [&str; 10] = [
         "192.0.2.1",
