@@ -101,6 +101,15 @@ struct ServeArgs {
     /// the bundled data/dbip-country.mmdb.
     #[arg(long)]
     geoip: Option<PathBuf>,
+    /// Directory for what the server keeps between runs: the last good feed (served after
+    /// a restart while the feed's source is down or broken) and the shrink guard's history.
+    /// Created when missing; "none" keeps nothing.
+    #[arg(long, value_name = "DIR", default_value = "state")]
+    state_dir: PathBuf,
+    /// Accept a first feed that drops more than half of the eligible servers of the
+    /// history kept in --state-dir (a running server takes `pooldns reload --accept-shrink`).
+    #[arg(long)]
+    accept_shrink: bool,
     /// Address to serve UDP and TCP on; repeatable.
     #[arg(long = "listen", default_values = ["127.0.0.1:5300", "[::1]:5300"])]
     listen: Vec<SocketAddr>,
@@ -172,6 +181,8 @@ fn load(args: InputArgs) -> anyhow::Result<Reloader> {
         config: args.config,
         feed: args.feed,
         geoip: args.geoip,
+        // check and explain read the inputs as they are and keep nothing.
+        ..Sources::default()
     })?)
 }
 
@@ -262,6 +273,8 @@ async fn serve_in_runtime(args: ServeArgs) -> anyhow::Result<()> {
         config: args.config,
         feed: args.feed,
         geoip: args.geoip,
+        state: (args.state_dir.as_os_str() != "none").then_some(args.state_dir),
+        accept_shrink: args.accept_shrink,
     };
     let poll = PollOptions::every(std::time::Duration::from_secs(args.feed_interval));
     // A feed URL is fetched with a blocking client: off the runtime's threads.

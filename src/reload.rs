@@ -27,12 +27,14 @@ use crate::config::{ConfigError, ZoneConfig};
 use crate::feed::source::{Fetched, Fetcher, Polled, Poller};
 use crate::feed::{self, Feed, FeedError, FeedSource, PollOptions};
 use crate::geo::{GeoDb, GeoError};
+use crate::guard::ShrinkGuard;
 use crate::server::SharedTable;
+use crate::state::StateDir;
 use crate::table::{Family, Names, Table, epoch_at};
 use crate::watch::FileWatch;
 
 /// Where the inputs live.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Sources {
     /// Zone configuration file.
     pub config: PathBuf,
@@ -41,6 +43,12 @@ pub struct Sources {
     pub feed: PathBuf,
     /// GeoIP database; None = the one the configuration names.
     pub geoip: Option<PathBuf>,
+    /// Where the last good feed and the shrink guard's history are kept between runs
+    /// ([`crate::state`]); None keeps nothing.
+    pub state: Option<PathBuf>,
+    /// Accept a first feed that drops more than half of the eligible servers of the
+    /// history kept in `state` (`serve --accept-shrink`).
+    pub accept_shrink: bool,
 }
 
 /// The GeoIP database used when neither the command line nor the configuration names one.
@@ -70,25 +78,46 @@ pub enum LoadError {
     },
     /// The new feed would remove too many servers.
     #[error(
-        "{feed}: refused: it has {new} eligible servers where the serving table has {old}; \
-         more than half would be dropped at once"
+        "{feed}: refused: it has {new} eligible servers where the pool had up to {old} in \
+         the last hour; more than half would be dropped at once (if that is meant, accept \
+         it with `pooldns reload --accept-shrink`)"
     )]
     TooManyDropped {
         /// The feed.
         feed: String,
-        /// Eligible servers in the serving table.
+        /// The guard's reference: the most eligible servers of the last hour.
         old: usize,
         /// Eligible servers in the new feed.
         new: usize,
     },
+    /// The new zone configuration would make too many servers ineligible (a higher
+    /// `min_score`, say).
+    #[error(
+        "{config}: refused: with it {new} servers are eligible where the pool had up to \
+         {old} in the last hour; more than half would be dropped at once (if that is meant, \
+         accept it with `pooldns reload --accept-shrink`)"
+    )]
+    ConfigDrops {
+        /// The configuration file.
+        config: PathBuf,
+        /// The guard's reference.
+        old: usize,
+        /// Eligible servers with the new configuration.
+        new: usize,
+    },
+    /// The state directory cannot be used.
+    #[error("{0}")]
+    State(String),
 }
 
 impl LoadError {
     /// The input that failed to load.
     pub fn input(&self) -> Input {
         match self {
-            LoadError::Config(_) => Input::Config,
-            LoadError::Feed(_) | LoadError::TooManyDropped { .. } => Input::Feed,
+            LoadError::Config(_) | LoadError::ConfigDrops { .. } => Input::Config,
+            LoadError::Feed(_) | LoadError::TooManyDropped { .. } | LoadError::State(_) => {
+                Input::Feed
+            }
             LoadError::Geo(_) | LoadError::ConfiguredGeo { .. } => Input::Geoip,
         }
     }
@@ -131,6 +160,10 @@ pub struct Reloader {
     accept_shrink: bool,
     /// The wall clock, which decides the rotation epoch; replaced in tests.
     clock: Clock,
+    /// The state directory, when there is one.
+    state: Option<StateDir>,
+    /// Eligible counts published lately: the reference of the shrink guard.
+    guard: ShrinkGuard,
 }
 
 /// A source of wall-clock time.
@@ -381,42 +414,102 @@ impl Reloader {
     }
 
     /// [`Reloader::load`], polling a feed URL with `poll`. Blocks while the URL is fetched.
+    ///
+    /// With a state directory, a feed that fails to load, or that the shrink guard
+    /// refuses against the kept history, is replaced by the last good feed kept there (and
+    /// reported as refused), so a restart while the source is down or broken still serves
+    /// what the fleet serves. Without a last good feed, those are fatal as before.
     pub fn load_with(sources: Sources, poll: PollOptions) -> Result<Reloader, LoadError> {
         let (config, names) = load_config(&sources.config)?;
         let geo = Arc::new(open_geo(&sources, &config)?);
+        let state = match &sources.state {
+            Some(dir) => Some(StateDir::open(dir).map_err(|e| LoadError::State(e.to_string()))?),
+            None => None,
+        };
+        let mut guard = match state.as_ref().map(|s| ShrinkGuard::load(&s.guard_path())) {
+            Some(Ok(guard)) => guard,
+            Some(Err(e)) => {
+                tracing::warn!("{e}; starting without the shrink guard's history");
+                ShrinkGuard::default()
+            }
+            None => ShrinkGuard::default(),
+        };
         let feed_source = FeedSource::from_arg(&sources.feed);
-        let (feed, fetcher) = match &feed_source {
-            FeedSource::File(path) => (feed::load_file(path)?, None),
+        let mut fetcher = None;
+        let fetched: Result<Feed, LoadError> = match &feed_source {
+            FeedSource::File(path) => feed::load_file(path).map_err(LoadError::from),
             FeedSource::Url(url) => {
-                let mut fetcher = Fetcher::new(url, &poll);
-                match fetcher.fetch()? {
-                    Fetched::Loaded(feed) => (feed, Some(fetcher)),
+                let mut f = Fetcher::new(url, &poll);
+                let result = match f.fetch() {
+                    Ok(Fetched::Loaded(feed)) => Ok(feed),
                     // Not sent without validators; a server that does it anyway gave no feed.
-                    Fetched::NotModified => {
-                        return Err(FeedError::Status {
-                            url: url.clone(),
-                            status: 304,
-                        }
-                        .into());
+                    Ok(Fetched::NotModified) => Err(FeedError::Status {
+                        url: url.clone(),
+                        status: 304,
+                    }
+                    .into()),
+                    Err(e) => Err(e.into()),
+                };
+                if result.is_err() {
+                    // Poll afresh for a body, whatever this one was.
+                    f.forget_validators();
+                }
+                fetcher = Some(f);
+                result
+            }
+        };
+        let clock = system_clock();
+        let candidate = |feed: Feed| Inputs {
+            config: Arc::clone(&config),
+            names: Arc::clone(&names),
+            geo: Arc::clone(&geo),
+            feed: Arc::new(feed),
+        };
+        // The feed to serve, and why the source's own was refused, if it was.
+        let (inputs, table, refusal) = match fetched {
+            Ok(feed) => {
+                log_skipped(&feed);
+                let inputs = candidate(feed);
+                let table = build(&inputs, &clock);
+                match guard.check(clock.now(), eligible(&table)) {
+                    Ok(()) => (inputs, table, None),
+                    Err(shrink) if sources.accept_shrink => {
+                        tracing::warn!(
+                            "{}: accepted although it drops more than half of the eligible \
+                             servers ({} → {}), as asked with --accept-shrink",
+                            inputs.feed.source,
+                            shrink.reference,
+                            shrink.new
+                        );
+                        guard.reset();
+                        (inputs, table, None)
+                    }
+                    Err(shrink) => {
+                        let e = LoadError::TooManyDropped {
+                            feed: inputs.feed.source.clone(),
+                            old: shrink.reference,
+                            new: shrink.new,
+                        };
+                        let last = last_good_feed(state.as_ref(), e)?;
+                        let inputs = candidate(last.0);
+                        let table = build(&inputs, &clock);
+                        (inputs, table, Some(last.1))
                     }
                 }
             }
+            Err(e) => {
+                let last = last_good_feed(state.as_ref(), e)?;
+                let inputs = candidate(last.0);
+                let table = build(&inputs, &clock);
+                (inputs, table, Some(last.1))
+            }
         };
-        let feed = Arc::new(feed);
-        log_skipped(&feed);
-        let inputs = Inputs {
-            config,
-            names,
-            geo,
-            feed,
-        };
-        let table = build(&inputs, &system_clock());
         log_table(&table, &inputs.feed, "table built");
         let status = Arc::new(ReloadStatus::default());
         status.loaded_feed(&inputs.feed);
         status.loaded(Input::Config, &sources.config.display().to_string());
         status.loaded(Input::Geoip, &inputs.geo.path.display().to_string());
-        Ok(Reloader {
+        let mut reloader = Reloader {
             sources,
             feed_source,
             poll,
@@ -430,8 +523,18 @@ impl Reloader {
                 (tx, Some(rx))
             },
             accept_shrink: false,
-            clock: system_clock(),
-        })
+            clock,
+            state,
+            guard,
+        };
+        match refusal {
+            Some(e) => reloader.refuse(&e),
+            None => reloader.keep_feed(),
+        }
+        let now = reloader.clock.now();
+        let count = eligible(&reloader.table.load());
+        reloader.remember(now, count);
+        Ok(reloader)
     }
 
     /// A handle for operator requests (the HTTP admin endpoint); they are carried out
@@ -529,7 +632,14 @@ impl Reloader {
         };
         fetcher.forget_validators();
         let result = match fetcher.fetch() {
-            Ok(Fetched::Loaded(feed)) => self.accept_feed(feed),
+            Ok(Fetched::Loaded(feed)) => {
+                log_skipped(&feed);
+                let candidate = Inputs {
+                    feed: Arc::new(feed),
+                    ..self.inputs.clone()
+                };
+                self.commit(candidate, &[Input::Feed])
+            }
             Ok(Fetched::NotModified) => Ok(()),
             Err(e) => Err(e.into()),
         };
@@ -562,48 +672,46 @@ impl Reloader {
 
     /// Reloads the inputs in `what` and publishes one table built from them and the last
     /// good others. Each input that fails keeps its last good value and is refused (logged
-    /// and counted); the first error is returned.
+    /// and counted); the first error is returned. The table as a whole must pass the
+    /// shrink guard, or nothing of it is published.
     fn reload(&mut self, what: Changed) -> Result<(), LoadError> {
         let mut errors = Vec::new();
-        // Configuration or GeoIP database replaced in `inputs`, not yet published.
-        let mut staged = false;
-        let mut geo_opened = false;
+        let mut candidate = self.inputs.clone();
+        let mut loaded = Vec::new();
         if what.has(Changed::CONFIG) {
-            match self.stage_config() {
-                Ok(opened) => (staged, geo_opened) = (true, opened),
-                Err(e) => errors.push(e),
-            }
-        }
-        if what.has(Changed::GEOIP) && !geo_opened {
-            match open_geo(&self.sources, &self.inputs.config) {
-                Ok(geo) => {
-                    tracing::info!("{}: GeoIP database loaded", geo.path.display());
-                    self.status
-                        .loaded(Input::Geoip, &geo.path.display().to_string());
-                    self.inputs.geo = Arc::new(geo);
-                    staged = true;
+            match self.stage_config(&mut candidate) {
+                Ok(opened) => {
+                    loaded.push(Input::Config);
+                    if opened {
+                        loaded.push(Input::Geoip);
+                    }
                 }
                 Err(e) => errors.push(e),
             }
         }
-        let mut published = false;
-        if let (true, FeedSource::File(path)) = (what.has(Changed::FEED), &self.feed_source) {
-            let path = path.clone();
-            match feed::load_file(&path)
-                .map_err(LoadError::from)
-                .and_then(|feed| self.accept_feed(feed))
-            {
-                Ok(()) => published = true,
+        if what.has(Changed::GEOIP) && !loaded.contains(&Input::Geoip) {
+            match open_geo(&self.sources, &candidate.config) {
+                Ok(geo) => {
+                    candidate.geo = Arc::new(geo);
+                    loaded.push(Input::Geoip);
+                }
                 Err(e) => errors.push(e),
             }
         }
-        if staged && !published {
-            let table = build(&self.inputs, &self.clock);
-            log_table(&table, &self.inputs.feed, "table rebuilt");
-            self.publish(table);
+        if let (true, FeedSource::File(path)) = (what.has(Changed::FEED), &self.feed_source) {
+            match feed::load_file(path) {
+                Ok(feed) => {
+                    log_skipped(&feed);
+                    candidate.feed = Arc::new(feed);
+                    loaded.push(Input::Feed);
+                }
+                Err(e) => errors.push(e.into()),
+            }
         }
-        if staged {
-            self.follow_geo_path();
+        if !loaded.is_empty() {
+            if let Err(e) = self.commit(candidate, &loaded) {
+                errors.push(e);
+            }
         }
         let mut first = None;
         for e in errors {
@@ -613,27 +721,21 @@ impl Reloader {
         first.map_or(Ok(()), Err)
     }
 
-    /// Loads the configuration into `inputs`, with the GeoIP database it names if that is
-    /// another one (all or nothing); true if it opened a database.
-    fn stage_config(&mut self) -> Result<bool, LoadError> {
+    /// Loads the configuration into `candidate`, with the GeoIP database it names if that
+    /// is another one (all or nothing); true if it opened a database.
+    fn stage_config(&self, candidate: &mut Inputs) -> Result<bool, LoadError> {
         let (config, names) = load_config(&self.sources.config)?;
         let path = geo_path(&self.sources, &config);
-        let geo = if path == self.inputs.geo.path {
+        let geo = if path == candidate.geo.path {
             None
         } else {
             Some(Arc::new(open_geo(&self.sources, &config)?))
         };
-        tracing::info!("{}: configuration loaded", self.sources.config.display());
-        self.status
-            .loaded(Input::Config, &self.sources.config.display().to_string());
-        self.inputs.config = config;
-        self.inputs.names = names;
+        candidate.config = config;
+        candidate.names = names;
         let opened = geo.is_some();
         if let Some(geo) = geo {
-            tracing::info!("{}: GeoIP database loaded", path.display());
-            self.status
-                .loaded(Input::Geoip, &path.display().to_string());
-            self.inputs.geo = geo;
+            candidate.geo = geo;
         }
         Ok(opened)
     }
@@ -641,42 +743,117 @@ impl Reloader {
     /// Takes what the poller brought: a feed goes through the same checks as a file's; a
     /// failed request is a refusal like a file that cannot be read.
     fn accept_polled(&mut self, polled: Polled) -> Result<(), LoadError> {
-        let result = polled
-            .map_err(LoadError::from)
-            .and_then(|feed| self.accept_feed(feed));
+        let result = polled.map_err(LoadError::from).and_then(|feed| {
+            log_skipped(&feed);
+            let candidate = Inputs {
+                feed: Arc::new(feed),
+                ..self.inputs.clone()
+            };
+            self.commit(candidate, &[Input::Feed])
+        });
         self.note(result)
     }
 
-    fn accept_feed(&mut self, feed: Feed) -> Result<(), LoadError> {
-        log_skipped(&feed);
-        let candidate = Inputs {
-            feed: Arc::new(feed),
-            ..self.inputs.clone()
-        };
+    /// Builds a table from `candidate`, in which the inputs `loaded` are new, checks it
+    /// against the shrink guard, and publishes it; the new inputs become the last good
+    /// ones. A refusal leaves everything as it was.
+    fn commit(&mut self, candidate: Inputs, loaded: &[Input]) -> Result<(), LoadError> {
         let table = build(&candidate, &self.clock);
-        let current = self.table.load();
-        let old = current.eligible(Family::V4) + current.eligible(Family::V6);
-        let new = table.eligible(Family::V4) + table.eligible(Family::V6);
-        if new * 2 < old {
+        let now = self.clock.now();
+        let count = eligible(&table);
+        let new_feed = loaded.contains(&Input::Feed);
+        if let Err(shrink) = self.guard.check(now, count) {
             if !self.accept_shrink {
-                return Err(LoadError::TooManyDropped {
-                    feed: candidate.feed.source.clone(),
-                    old,
-                    new,
+                // Blame the configuration when the new feed alone, under the old one,
+                // would have passed (SIGHUP reloads both).
+                let feed_alone = eligible_in(&candidate.feed, self.inputs.config.min_score);
+                let config_to_blame = loaded.contains(&Input::Config)
+                    && (!new_feed || self.guard.check(now, feed_alone).is_ok());
+                return Err(if !config_to_blame {
+                    LoadError::TooManyDropped {
+                        feed: candidate.feed.source.clone(),
+                        old: shrink.reference,
+                        new: count,
+                    }
+                } else {
+                    LoadError::ConfigDrops {
+                        config: self.sources.config.clone(),
+                        old: shrink.reference,
+                        new: count,
+                    }
                 });
             }
             tracing::warn!(
-                "{}: accepted although it drops more than half of the eligible servers \
-                 ({old} → {new}), as the operator asked with `pooldns reload --accept-shrink`",
-                candidate.feed.source
+                "accepted although it drops more than half of the eligible servers ({} → \
+                 {count}), as the operator asked with `pooldns reload --accept-shrink`",
+                shrink.reference
             );
+            self.guard.reset();
+            self.accept_shrink = false;
         }
-        self.accept_shrink = false;
-        log_table(&table, &candidate.feed, "feed loaded");
-        self.status.loaded_feed(&candidate.feed);
+        if new_feed {
+            // Used up by the first feed accepted, shrinking or not.
+            self.accept_shrink = false;
+        }
+        log_table(
+            &table,
+            &candidate.feed,
+            if new_feed {
+                "feed loaded"
+            } else {
+                "table rebuilt"
+            },
+        );
+        for &input in loaded {
+            match input {
+                Input::Feed => self.status.loaded_feed(&candidate.feed),
+                Input::Config => {
+                    tracing::info!("{}: configuration loaded", self.sources.config.display());
+                    self.status
+                        .loaded(Input::Config, &self.sources.config.display().to_string());
+                }
+                Input::Geoip => {
+                    tracing::info!("{}: GeoIP database loaded", candidate.geo.path.display());
+                    self.status
+                        .loaded(Input::Geoip, &candidate.geo.path.display().to_string());
+                }
+            }
+        }
         self.inputs = candidate;
         self.publish(table);
+        if new_feed {
+            self.keep_feed();
+        }
+        self.remember(now, count);
+        if loaded.iter().any(|&i| i != Input::Feed) {
+            self.follow_geo_path();
+        }
         Ok(())
+    }
+
+    /// Keeps the serving feed in the state directory as the last good one.
+    fn keep_feed(&self) {
+        if let Some(state) = &self.state {
+            if let Err(e) = state.save_feed(&self.inputs.feed) {
+                tracing::warn!(
+                    "{}: cannot keep the last good feed: {e}",
+                    state.feed_path().display()
+                );
+            }
+        }
+    }
+
+    /// Notes a published eligible count in the guard's history, and keeps the history.
+    fn remember(&mut self, now: SystemTime, count: usize) {
+        self.guard.record(now, count);
+        if let Some(state) = &self.state {
+            if let Err(e) = self.guard.save(&state.guard_path()) {
+                tracing::warn!(
+                    "{}: cannot keep the shrink guard's history: {e}",
+                    state.guard_path().display()
+                );
+            }
+        }
     }
 
     fn publish(&self, table: Table) {
@@ -865,6 +1042,48 @@ fn build(inputs: &Inputs, clock: &Clock) -> Table {
         &inputs.feed,
         epoch,
     )
+}
+
+/// Eligible servers of both families.
+fn eligible(table: &Table) -> usize {
+    table.eligible(Family::V4) + table.eligible(Family::V6)
+}
+
+/// Eligible servers of a feed under a minimum score (DESIGN §2.1), without building a
+/// table.
+fn eligible_in(feed: &Feed, min_score: f64) -> usize {
+    feed.servers
+        .iter()
+        .filter(|s| s.score >= min_score && s.netspeed > 0)
+        .count()
+}
+
+/// The last good feed of the state directory, to serve instead of a source that failed
+/// with `error`: the feed and the error to report. Without one, the error itself.
+fn last_good_feed(
+    state: Option<&StateDir>,
+    error: LoadError,
+) -> Result<(Feed, LoadError), LoadError> {
+    let Some(state) = state else {
+        return Err(error);
+    };
+    let path = state.feed_path();
+    if !path.exists() {
+        return Err(error);
+    }
+    match feed::load_file(&path) {
+        Ok(feed) => {
+            tracing::warn!(
+                "{error}; serving the last good feed, {}, until the source is fixed",
+                path.display()
+            );
+            Ok((feed, error))
+        }
+        Err(e) => {
+            tracing::error!("{e}: the last good feed is not usable either");
+            Err(error)
+        }
+    }
 }
 
 fn log_table(table: &Table, feed: &Feed, what: &str) {

@@ -122,6 +122,7 @@ fn serve_every_shape(counters: Arc<Counters>) -> (usize, usize) {
         config: root.join("zones/pool.ntp.org.toml"),
         feed: root.join("data/servers.json"),
         geoip: Some(root.join("data/dbip-country.mmdb")),
+        ..Default::default()
     })
     .expect("load");
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();

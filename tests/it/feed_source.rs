@@ -420,6 +420,7 @@ async fn load_url(url: &str, poll: PollOptions) -> String {
         config,
         feed: url.into(),
         geoip: Some(repo(TEST_GEOIP)),
+        ..Default::default()
     };
     tokio::task::spawn_blocking(move || Reloader::load_with(sources, poll))
         .await

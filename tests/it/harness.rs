@@ -134,6 +134,7 @@ impl TestServer {
             config: config_path,
             feed: feed_path.clone(),
             geoip: Some(repo(TEST_GEOIP)),
+            ..Default::default()
         })
         .expect("load");
         Self::serve(dir, feed_path, reloader, options)
@@ -266,6 +267,7 @@ impl TestServer {
             config: config_path,
             feed: feed_arg,
             geoip: Some(geoip_path),
+            ..Default::default()
         };
         // Loading a URL blocks on the network: off the test's runtime.
         let reloader = tokio::task::spawn_blocking(move || Reloader::load_with(sources, poll))

@@ -334,7 +334,7 @@ async fn status_reports_serial_load_times_feed_zones_and_the_last_refusal() {
     assert_eq!((&feed["ok"], &feed["refused"]), (&1.into(), &2.into()));
     let reason = feed["error"]["reason"].as_str().unwrap();
     assert!(
-        reason.contains("1 eligible servers where the serving table has 6"),
+        reason.contains("1 eligible servers where the pool had up to 6"),
         "{reason}"
     );
     let m = Samples::parse(&get(ops.http, "/metrics").await.body);
@@ -377,7 +377,7 @@ async fn pooldns_reload_accept_shrink_takes_one_shrinking_feed() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("409"), "{stderr}");
     assert!(
-        stderr.contains("1 eligible servers where the serving table has 6"),
+        stderr.contains("1 eligible servers where the pool had up to 6"),
         "{stderr}"
     );
     assert!(
@@ -1064,6 +1064,33 @@ async fn explain_prints_the_ecs_scope_the_server_sends() {
     ops.stop().await;
 }
 
+/// Issue 10 item 13: the kbit/s column of `explain` was aligned left, so the numbers of
+/// different widths did not line up.
+#[test]
+fn explain_aligns_the_net_speed_column_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("servers.json");
+    std::fs::write(&feed, explain_feed()).unwrap();
+    let mut args = check_args(&repo("zones/pool.ntp.org.toml"), &feed);
+    args[0] = "explain".into();
+    args.extend(["--ip".into(), "81.2.69.142".into(), "pool.ntp.org".into()]);
+    let out = pooldns(&args, dir.path());
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ends: BTreeSet<usize> = text
+        .lines()
+        .filter(|l| l.ends_with(" kbit/s"))
+        .map(|l| l.chars().count())
+        .collect();
+    let widths: BTreeSet<usize> = text
+        .lines()
+        .filter_map(|l| l.strip_suffix(" kbit/s"))
+        .filter_map(|l| l.split_whitespace().last().map(str::len))
+        .collect();
+    assert!(widths.len() > 1, "numbers of one width only: {text}");
+    assert_eq!(ends.len(), 1, "rows end at different columns:\n{text}");
+}
+
 /// Issue 10 item 4: `explain` said "NXDOMAIN or REFUSED" and exited 0 for either.
 #[test]
 fn explain_tells_nxdomain_from_refused_and_fails_outside_the_zone() {
@@ -1380,6 +1407,7 @@ impl Ops {
             config: config_path,
             feed: feed_path.clone(),
             geoip: Some(repo(TEST_GEOIP)),
+            ..Default::default()
         })
         .expect("load");
         reloader.start_watching();
@@ -1476,6 +1504,7 @@ fn load_table(config: &str, feed: &str) -> (tempfile::TempDir, SharedTable) {
         config,
         feed,
         geoip: Some(repo(TEST_GEOIP)),
+        ..Default::default()
     })
     .expect("load");
     (dir, reloader.table())

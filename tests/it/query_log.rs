@@ -123,6 +123,7 @@ impl LoggedServer {
             config: config_path,
             feed: feed_path,
             geoip: Some(repo(TEST_GEOIP)),
+            ..Default::default()
         })
         .expect("load");
         let (log, writer) =

@@ -12,6 +12,7 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -276,6 +277,7 @@ async fn a_reload_straddling_a_rotation_boundary_publishes_the_new_epoch() {
         config,
         feed: feed.clone(),
         geoip: Some(repo(TEST_GEOIP)),
+        ..Default::default()
     })
     .expect("load");
     // Milliseconds since 1970; each read moves it on by 300 ms.
@@ -302,6 +304,132 @@ async fn a_reload_straddling_a_rotation_boundary_publishes_the_new_epoch() {
     assert!(reloader.rotate_if_due());
     assert_eq!(now_ms.load(Ordering::SeqCst) / 8_000, 250_002);
     assert_eq!(table.load().epoch, 250_002);
+}
+
+// ---------------------------------------------------------------------------------------
+// The shrink guard's gaps (issue 12 item 7): startup, configuration reloads, and a series of
+// drops each just under half; the last good feed kept beside the server.
+
+/// Inputs in a temporary directory, with a state directory beside them.
+struct Guarded {
+    dir: tempfile::TempDir,
+}
+
+impl Guarded {
+    fn new(feed: &[S]) -> Guarded {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("zone.toml"), CONFIG).unwrap();
+        let g = Guarded { dir };
+        g.write_feed(&feed_json(feed));
+        g
+    }
+
+    fn write_feed(&self, text: &str) {
+        std::fs::write(self.dir.path().join("servers.json"), text).unwrap();
+    }
+
+    fn sources(&self, feed: PathBuf, accept_shrink: bool) -> pooldns::reload::Sources {
+        pooldns::reload::Sources {
+            config: self.dir.path().join("zone.toml"),
+            feed,
+            geoip: Some(repo(TEST_GEOIP)),
+            state: Some(self.dir.path().join("state")),
+            accept_shrink,
+        }
+    }
+
+    /// Starts a reloader (a server's start) on the feed file.
+    fn start(&self) -> Result<pooldns::reload::Reloader, pooldns::reload::LoadError> {
+        pooldns::reload::Reloader::load(self.sources(self.dir.path().join("servers.json"), false))
+    }
+}
+
+fn serving(reloader: &pooldns::reload::Reloader) -> BTreeSet<IpAddr> {
+    let table = reloader.table().load_full();
+    table.members.iter().map(|m| m.ip).collect()
+}
+
+#[test]
+fn a_restart_on_a_broken_or_shrunk_feed_serves_the_last_good_one() {
+    let servers = old_set();
+    let g = Guarded::new(&servers);
+    drop(g.start().expect("first start"));
+    // The source is broken at the restart: the last good feed serves, the refusal shows.
+    g.write_feed("{\"servers\": [\n");
+    let r = g.start().expect("a restart with a kept feed does not fail");
+    assert_eq!(serving(&r), addresses_of(&servers));
+    let (_, input, why) = r.last_refusal().expect("reported");
+    assert_eq!(input, pooldns::reload::Input::Feed);
+    assert!(why.contains("not a feed"), "{why}");
+    drop(r);
+    // A feed with 2 of the 10: refused at startup as it is by running peers.
+    g.write_feed(&feed_json(&servers[..2]));
+    let r = g.start().expect("start");
+    assert_eq!(serving(&r), addresses_of(&servers));
+    let (_, _, why) = r.last_refusal().expect("reported");
+    assert!(
+        why.contains("it has 2 eligible servers where the pool had up to 10"),
+        "{why}"
+    );
+    drop(r);
+    // Unless the operator accepts it.
+    let feed = g.dir.path().join("servers.json");
+    let r = pooldns::reload::Reloader::load(g.sources(feed, true)).expect("start");
+    assert_eq!(serving(&r), addresses_of(&servers[..2]));
+    assert!(r.last_refusal().is_none());
+    drop(r);
+    // A feed URL that does not answer: the last good feed (now the 2) serves.
+    let url = format!("http://127.0.0.1:{}/servers.json", free_port());
+    let r = pooldns::reload::Reloader::load(g.sources(url.into(), false)).expect("start");
+    assert_eq!(serving(&r), addresses_of(&servers[..2]));
+    assert!(r.last_refusal().is_some());
+    // Without a state directory nothing is kept, and a broken source is fatal as before.
+    let mut sources = g.sources(g.dir.path().join("servers.json"), false);
+    sources.state = None;
+    g.write_feed("garbage");
+    assert!(pooldns::reload::Reloader::load(sources).is_err());
+}
+
+#[test]
+fn a_configuration_that_makes_most_servers_ineligible_is_refused() {
+    let servers = old_set();
+    let g = Guarded::new(&servers);
+    let mut r = g.start().expect("start");
+    // min_score 20 makes every server (score 19) ineligible.
+    let config = g.dir.path().join("zone.toml");
+    std::fs::write(&config, format!("{CONFIG}\n[answers]\nmin_score = 20\n")).unwrap();
+    let e = r.reload_all().expect_err("refused");
+    assert_eq!(e.input(), pooldns::reload::Input::Config);
+    let text = e.to_string();
+    assert!(text.starts_with(&config.display().to_string()), "{text}");
+    assert!(
+        text.contains("with it 0 servers are eligible where the pool had up to 10"),
+        "{text}"
+    );
+    assert_eq!(serving(&r), addresses_of(&servers));
+    assert_eq!(r.table().load().config.min_score, 10.0);
+    // Accepted when the operator says so.
+    let reply = r.reload_for_operator(true);
+    assert!(reply.is_ok(), "{reply:?}");
+    assert_eq!(r.table().load().config.min_score, 20.0);
+}
+
+#[test]
+fn a_series_of_drops_each_under_half_cannot_walk_the_pool_down() {
+    let servers = old_set();
+    let g = Guarded::new(&servers);
+    let mut r = g.start().expect("start");
+    // 10 → 6 → 4: each step keeps more than half of the one before.
+    g.write_feed(&feed_json(&servers[..6]));
+    r.reload_all().expect("6 of 10 is accepted");
+    g.write_feed(&feed_json(&servers[..4]));
+    let e = r.reload_all().expect_err("4 of the hour's 10 is refused");
+    assert!(
+        e.to_string()
+            .contains("it has 4 eligible servers where the pool had up to 10"),
+        "{e}"
+    );
+    assert_eq!(serving(&r), addresses_of(&servers[..6]));
 }
 
 fn old_set() -> Vec<S> {
