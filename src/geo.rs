@@ -4,11 +4,14 @@
 //! as a fallback) and the flat `{"country_code": "US"}` of the openly licensed databases.
 //! Only the code is decoded, borrowed from the database buffer: no allocation per lookup.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
-use maxminddb::{PathElement, Reader};
+use maxminddb::{LookupResult, PathElement, Reader, WithinOptions};
 
 /// Why a GeoIP database was refused.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +41,8 @@ pub struct GeoDb {
     shape: Shape,
     /// Recent results by /24 (IPv4) or /48 (IPv6), see [`Cache`].
     cache: Cache,
+    /// The address space per country, walked on first use ([`GeoDb::address_space`]).
+    address_space: OnceLock<AddressSpace>,
     /// Where it was loaded from.
     pub path: PathBuf,
 }
@@ -100,6 +105,7 @@ impl GeoDb {
             reader,
             shape: Shape::Unknown,
             cache: Cache::new(),
+            address_space: OnceLock::new(),
             path: path.to_owned(),
         };
         db.shape = db.probe_shape();
@@ -195,6 +201,14 @@ impl GeoDb {
             // all of IPv4, so the answer does not depend on any of its bits.
             _ => 0,
         };
+        Location {
+            country: self.country_of(&result),
+            prefix_len,
+        }
+    }
+
+    /// The lowercase two-letter code of a record; None without one (or when damaged).
+    fn country_of(&self, result: &LookupResult<'_, Vec<u8>>) -> Option<[u8; 2]> {
         let paths: &[&[PathElement<'static>]] = match self.shape {
             Shape::Nested => &[NESTED, REGISTERED],
             Shape::Flat => &[FLAT],
@@ -203,17 +217,130 @@ impl GeoDb {
         let code = paths
             .iter()
             .find_map(|path| result.decode_path::<&str>(path).ok().flatten());
-        let country = code.and_then(|c| match c.as_bytes() {
+        code.and_then(|c| match c.as_bytes() {
             &[a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
                 Some([a.to_ascii_lowercase(), b.to_ascii_lowercase()])
             }
             _ => None,
-        });
-        Location {
-            country,
-            prefix_len,
-        }
+        })
     }
+
+    /// How much address space the database gives each country (see [`AddressSpace`]).
+    /// Walked once per loaded database, on first use (a fraction of a second for DB-IP's
+    /// country database), and kept: call it when a table is built, never per query.
+    pub fn address_space(&self) -> &AddressSpace {
+        self.address_space
+            .get_or_init(|| self.walk_address_space(MAX_NETWORKS))
+    }
+
+    /// Walks every network of the database once, at most `limit` of them.
+    fn walk_address_space(&self, limit: u64) -> AddressSpace {
+        let started = Instant::now();
+        let mut space = AddressSpace {
+            complete: true,
+            ..AddressSpace::default()
+        };
+        // Per country slot (26 × 26 two-letter codes): IPv4 addresses, IPv6 /48s.
+        let mut v4 = vec![0u64; 26 * 26];
+        let mut v6 = vec![0f64; 26 * 26];
+        // A country database has a few hundred distinct records, each shared by thousands
+        // of networks: decode each record once, by its offset in the data section.
+        let mut slots: HashMap<usize, Option<usize>> = HashMap::new();
+        // Networks without data are walked too, so that every step of the walk is counted
+        // against the limit: a hostile tree whose nodes share children has exponentially
+        // many paths, most of them empty.
+        let options = WithinOptions::default().include_networks_without_data();
+        let networks = match self.reader.networks(options) {
+            Ok(networks) => networks,
+            Err(_) => {
+                space.complete = false;
+                return space;
+            }
+        };
+        for item in networks {
+            space.networks += 1;
+            if space.networks > limit {
+                space.complete = false;
+                break;
+            }
+            let Ok(result) = item else {
+                // A damaged node: what is below it is lost, the rest of the tree counts.
+                space.complete = false;
+                continue;
+            };
+            let Some(offset) = result.offset() else {
+                continue;
+            };
+            let Ok(network) = result.network() else {
+                continue;
+            };
+            if !is_public(network.network()) {
+                continue;
+            }
+            let slot = *slots.entry(offset).or_insert_with(|| {
+                self.country_of(&result).and_then(|code| {
+                    std::str::from_utf8(&code)
+                        .ok()
+                        .and_then(crate::continent::code_slot)
+                })
+            });
+            let Some(slot) = slot else {
+                continue;
+            };
+            // `network()` gives IPv4 networks (also those of the IPv4 subtree of an IPv6
+            // database) in IPv4 bits: prefix ≤ 32; IPv6 ones in IPv6 bits: prefix ≤ 128.
+            let prefix = network.prefix();
+            if network.is_ipv4() {
+                v4[slot] = v4[slot].saturating_add(1u64 << (32 - u32::from(prefix.min(32))));
+            } else {
+                v6[slot] += 2f64.powi(48 - i32::from(prefix));
+            }
+        }
+        let code = |slot: usize| {
+            let letter = |n: usize| char::from(b'a' + (n % 26) as u8);
+            format!("{}{}", letter(slot / 26), letter(slot % 26))
+        };
+        space.v4 = (0..v4.len())
+            .filter(|&s| v4[s] > 0)
+            .map(|s| (code(s), v4[s]))
+            .collect();
+        space.v6 = (0..v6.len())
+            .filter(|&s| v6[s] > 0.0)
+            .map(|s| (code(s), v6[s]))
+            .collect();
+        space.took = started.elapsed();
+        space
+    }
+}
+
+/// Most networks [`GeoDb::address_space`] walks. Country databases have about a million
+/// (DB-IP's: 1.5 million with the empty ones); the limit stops a hostile tree.
+pub const MAX_NETWORKS: u64 = 1 << 24;
+
+/// How much address space a GeoIP database assigns to each country: the serving plan's
+/// demand prior (`plan::demand::prior`), used until a measured demand file is given.
+///
+/// Every network of the database that names a country counts once: IPv4 networks as their
+/// number of addresses, IPv6 networks as their number of /48s (the usual end-site
+/// assignment; a longer prefix counts as a fraction of one). Nothing is counted twice:
+/// the tree's aliases of the IPv4 space inside IPv6 (`::ffff:0:0/96`, `2001::/32`,
+/// `2002::/16`) are skipped, and the networks of a tree never overlap. Networks whose
+/// first address is not public ([`is_public`]) and records without a two-letter code
+/// count nowhere.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AddressSpace {
+    /// IPv4 addresses per country, by the database's lowercase code (`gb`, not the pool's
+    /// `uk`).
+    pub v4: BTreeMap<String, u64>,
+    /// IPv6 space per country in /48s, by the database's lowercase code.
+    pub v6: BTreeMap<String, f64>,
+    /// Networks walked, with data or without.
+    pub networks: u64,
+    /// False when the walk stopped short: at [`MAX_NETWORKS`] networks, or past damaged
+    /// parts of the tree. What was counted stays.
+    pub complete: bool,
+    /// How long the walk took.
+    pub took: Duration,
 }
 
 /// A cache of lookups in front of the database, shared by every thread without a lock.
@@ -487,6 +614,100 @@ mod tests {
             },
         );
         assert_eq!(db.cache.get(b), None);
+    }
+
+    #[test]
+    fn address_space_sums_the_known_networks_of_the_test_database() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let db = GeoDb::open(&root.join("tests/data/geoip/GeoIP2-Country-Test.mmdb")).unwrap();
+        let space = db.address_space();
+        assert!(space.complete);
+        // The IPv4 networks of MaxMind's test database (its source, GeoIP2-Country-Test.json,
+        // lists them), by `country` (214.1.1.0/24 has no country and counts nowhere):
+        let v4: BTreeMap<String, u64> = [
+            ("bt", 256),                  // 67.43.156.0/24
+            ("cn", 1024 + 256),           // 111.235.160.0/22, 175.16.199.0/24
+            ("gb", 8 + 2 + 16 + 32 + 16), // 2.125.160.216/29, 81.2.69.142/31 …/28, /27, /28
+            ("gi", 8),                    // 217.65.48.0/29
+            ("ph", 4096),                 // 202.196.224.0/20
+            ("se", 16 + 128),             // 89.160.20.112/28, 89.160.20.128/25
+            // 50.114.0.0/22, 74.209.16.0/20, 75.209.24.0/32, 149.101.100.0/28,
+            // 214.78.120.0/22, 216.160.83.56/29
+            ("us", 1024 + 4096 + 1 + 16 + 1024 + 8),
+        ]
+        .into_iter()
+        .map(|(c, n)| (c.to_owned(), n))
+        .collect();
+        assert_eq!(space.v4, v4);
+        // IPv6 in /48s: Japan has fourteen /32s (2001:218::/32, 2001:240::/32, …), the US
+        // one /48 (2001:480:10::/48).
+        assert_eq!(space.v6.get("jp"), Some(&(14.0 * 65536.0)));
+        assert_eq!(space.v6.get("us"), Some(&1.0));
+        // The IPv4 space is reachable through its IPv6 aliases (::ffff:0:0/96, 2002::/16)
+        // but counted once, as IPv4: no IPv4-only country has IPv6 space.
+        for c in ["bt", "ph"] {
+            assert_eq!(space.v6.get(c), None, "{c}");
+        }
+        // Kept: the second call returns the same walk.
+        assert!(std::ptr::eq(space, db.address_space()));
+    }
+
+    #[test]
+    fn address_space_walk_stops_on_a_tree_with_exponentially_many_paths() {
+        // 128 nodes, each pointing both ways at the next: 2^128 paths, all empty.
+        let db = GeoDb::from_bytes(Path::new("hostile.mmdb"), chain_database(128)).unwrap();
+        let started = std::time::Instant::now();
+        let space = db.walk_address_space(10_000);
+        assert!(!space.complete);
+        assert_eq!(space.networks, 10_001);
+        assert!(space.v4.is_empty() && space.v6.is_empty());
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// An IPv6 database of `nodes` search tree nodes where node i leads to node i + 1 on
+    /// both sides, and the last one to "no data": a tree with shared nodes.
+    fn chain_database(nodes: u32) -> Vec<u8> {
+        let mut db = Vec::new();
+        for i in 0..nodes {
+            let next = (i + 1).to_be_bytes();
+            // 24-bit records: left, then right.
+            db.extend_from_slice(&next[1..]);
+            db.extend_from_slice(&next[1..]);
+        }
+        db.extend_from_slice(&[0; 16]); // data section separator; empty data section
+        db.extend_from_slice(b"\xab\xcd\xefMaxMind.com");
+        // The metadata map (MaxMind DB format 2.0, "Data Section Format").
+        let string = |db: &mut Vec<u8>, s: &str| {
+            db.push(0x40 | s.len() as u8);
+            db.extend_from_slice(s.as_bytes());
+        };
+        let uint = |db: &mut Vec<u8>, type_byte: u8, extended: Option<u8>, v: u64| {
+            let bytes = v.to_be_bytes();
+            let skip = bytes.iter().take_while(|&&b| b == 0).count();
+            db.push(type_byte | (8 - skip) as u8);
+            db.extend(extended);
+            db.extend_from_slice(&bytes[skip..]);
+        };
+        db.push(0xe0 | 9); // a map of 9 pairs
+        string(&mut db, "binary_format_major_version");
+        uint(&mut db, 0xa0, None, 2); // uint16
+        string(&mut db, "binary_format_minor_version");
+        uint(&mut db, 0xa0, None, 0);
+        string(&mut db, "build_epoch");
+        uint(&mut db, 0x00, Some(2), 1_700_000_000); // uint64: extended type 9
+        string(&mut db, "database_type");
+        string(&mut db, "Hostile-Country");
+        string(&mut db, "description");
+        db.push(0xe0); // an empty map
+        string(&mut db, "ip_version");
+        uint(&mut db, 0xa0, None, 6);
+        string(&mut db, "languages");
+        db.extend_from_slice(&[0x00, 4]); // an empty array: extended type 11
+        string(&mut db, "node_count");
+        uint(&mut db, 0xc0, None, u64::from(nodes)); // uint32
+        string(&mut db, "record_size");
+        uint(&mut db, 0xa0, None, 24);
+        db
     }
 
     #[test]
