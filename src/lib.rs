@@ -55,6 +55,7 @@ pub mod http;
 pub mod metrics;
 pub mod name;
 pub mod parallel;
+pub mod plan;
 pub mod querylog;
 pub mod reload;
 pub mod report;
