@@ -99,6 +99,12 @@ pub struct Answer<'t> {
     pub ecs_scope: u8,
     /// The pool zone the servers came from, for pool answers.
     pub zone: Option<ZoneId>,
+    /// For pool answers, the country whose clients the answer is for, by country index:
+    /// where [`locate`] placed the client at the apex, numbered and vendor names; the named
+    /// country at a country name (its answers serve that country's clients). None for
+    /// continent names, unplaced clients and every other answer. The demand counters
+    /// (`pooldns_client_queries_total`) count by it.
+    pub client_country: Option<u16>,
     /// Class of the answer records (IN, or CH for identity names).
     pub class: u16,
     /// Extended DNS Error to attach when the query had EDNS (RFC 8914).
@@ -143,6 +149,7 @@ impl<'t> Answer<'t> {
             origin_offset: 0,
             ecs_scope: 0,
             zone: None,
+            client_country: None,
             class: class::IN,
             ede: None,
         }
@@ -191,6 +198,7 @@ pub fn answer<'t, R: Rng + ?Sized>(
         origin_offset,
         ecs_scope: 0,
         zone: None,
+        client_country: None,
         class: class::IN,
         ede: None,
     };
@@ -294,8 +302,12 @@ fn pool_answer<'t, R: Rng + ?Sized>(
     let region = if pool.target == Target::Geo {
         let (region, scope) = locate(table, client);
         a.ecs_scope = scope;
+        a.client_country = region.country;
         region
     } else {
+        if let Target::Country(c) = pool.target {
+            a.client_country = Some(c);
+        }
         Region::default()
     };
     if let Some((zone, picks)) = table.pick(pool, family, region, rng) {

@@ -16,7 +16,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::continent::{self, Continent};
-use crate::metrics::{ECS, GEO, Metrics, QTYPES, RCODES, TRANSPORTS};
+use crate::metrics::{ECS, FAMILIES, GEO, Metrics, QTYPES, RCODES, TRANSPORTS, UNKNOWN_COUNTRY};
 use crate::reload::{AdminHandle, Input, ReloadStatus};
 use crate::server::SharedTable;
 use crate::table::{Family, Table, ZoneId};
@@ -255,6 +255,30 @@ async fn metrics(State(s): State<HttpState>) -> Response {
     );
     for (label, n) in ECS.iter().zip(totals.ecs) {
         let _ = writeln!(out, "pooldns_ecs_total{{ecs=\"{label}\"}} {n}");
+    }
+    help(
+        &mut out,
+        "pooldns_client_queries_total",
+        "counter",
+        "Pool-name queries answered from the pool, by the clients' country (where GeoIP \
+         placed them; the named country at country names; unknown: not placed, or a \
+         continent name) and family (v4: A, v6: AAAA): the demand of the serving plan.",
+    );
+    for (slot, counts) in totals.client_queries.iter().enumerate() {
+        let country = if slot == UNKNOWN_COUNTRY {
+            "unknown"
+        } else {
+            // Slots below UNKNOWN_COUNTRY are country indices (fewer than 255).
+            t.zone_label(ZoneId::Country(slot as u16))
+        };
+        for (family, &n) in FAMILIES.iter().zip(counts) {
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "pooldns_client_queries_total{{country=\"{country}\",family=\"{family}\"}} {n}"
+                );
+            }
+        }
     }
     if let Some(log) = &s.metrics.query_log {
         help(

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use crate::querylog::QueryLog;
-use crate::table::ZoneId;
+use crate::table::{Family, ZoneId};
 use crate::wire::{Rcode, rtype};
 
 /// Query types counted by name; everything else is "other".
@@ -58,6 +58,29 @@ pub enum EcsUse {
 /// Labels of [`EcsUse`], in order.
 pub const ECS: [&str; 4] = ["absent", "used", "ignored", "invalid"];
 
+/// Slots of the demand counters per family: one per country index of the table (fewer
+/// than 255: `continent::countries`, checked by a test), then [`UNKNOWN_COUNTRY`].
+pub const CLIENT_SLOTS: usize = 256;
+
+/// The demand counters' slot for clients of no known country.
+pub const UNKNOWN_COUNTRY: usize = CLIENT_SLOTS - 1;
+
+/// Labels of the families, in [`Family`] order.
+pub const FAMILIES: [&str; 2] = ["v4", "v6"];
+
+/// Pool-name queries by family and client country slot: the demand the serving plan
+/// balances (DESIGN §3.1). 4 KiB per thread; fixed size, so counting never allocates.
+#[derive(Debug)]
+struct ClientQueries([[AtomicU64; CLIENT_SLOTS]; FAMILIES.len()]);
+
+impl Default for ClientQueries {
+    fn default() -> Self {
+        ClientQueries(std::array::from_fn(|_| {
+            std::array::from_fn(|_| AtomicU64::new(0))
+        }))
+    }
+}
+
 /// One thread's answers per table member, for the table of one generation.
 #[derive(Debug, Default)]
 pub struct Served {
@@ -80,6 +103,7 @@ pub struct Counters {
     truncated: AtomicU64,
     geo: [AtomicU64; GEO.len()],
     ecs: [AtomicU64; ECS.len()],
+    clients: ClientQueries,
 }
 
 fn bump(c: &AtomicU64) {
@@ -141,6 +165,13 @@ impl Counters {
     pub fn ecs(&self, use_: EcsUse) {
         bump(&self.ecs[use_ as usize]);
     }
+
+    /// Counts a pool-name query of `family` answered for clients of `country` (a country
+    /// index, as in `Answer::client_country`; None: unknown).
+    pub fn client_query(&self, country: Option<u16>, family: Family) {
+        let slot = country.map_or(UNKNOWN_COUNTRY, |c| usize::from(c).min(UNKNOWN_COUNTRY));
+        bump(&self.clients.0[family as usize][slot]);
+    }
 }
 
 /// Every thread's counters plus the process-wide ones; held by the server and the HTTP
@@ -169,6 +200,19 @@ pub struct Totals {
     pub geo: [u64; GEO.len()],
     /// Queries by ECS use.
     pub ecs: [u64; ECS.len()],
+    /// Pool-name queries by client country slot (country index, then
+    /// [`UNKNOWN_COUNTRY`]), per family in [`Family`] order.
+    pub client_queries: Vec<[u64; FAMILIES.len()]>,
+}
+
+impl Totals {
+    /// Pool-name queries of `family` counted for `country` (None: unknown).
+    pub fn client_queries_of(&self, country: Option<u16>, family: Family) -> u64 {
+        let slot = country.map_or(UNKNOWN_COUNTRY, |c| usize::from(c).min(UNKNOWN_COUNTRY));
+        self.client_queries
+            .get(slot)
+            .map_or(0, |f| f[family as usize])
+    }
 }
 
 impl Metrics {
@@ -211,6 +255,7 @@ impl Metrics {
     pub fn totals(&self) -> Totals {
         let mut t = Totals {
             queries: vec![vec![vec![0; RCODES.len()]; QTYPES.len()]; TRANSPORTS.len()],
+            client_queries: vec![[0; FAMILIES.len()]; CLIENT_SLOTS],
             ..Totals::default()
         };
         let threads = self.threads.lock().map(|g| g.clone()).unwrap_or_default();
@@ -229,6 +274,11 @@ impl Metrics {
             }
             for (sum, n) in t.ecs.iter_mut().zip(&c.ecs) {
                 *sum += n.load(Relaxed);
+            }
+            for (family, per_slot) in c.clients.0.iter().enumerate() {
+                for (sum, n) in t.client_queries.iter_mut().zip(per_slot) {
+                    sum[family] += n.load(Relaxed);
+                }
             }
         }
         t
@@ -255,5 +305,26 @@ mod tests {
         assert_eq!(t.truncated, 1);
         assert_eq!(t.geo, [0, 0, 1]);
         assert_eq!(t.ecs, [0, 1, 0, 0]);
+    }
+
+    #[test]
+    fn client_queries_sum_every_thread_by_country_and_family() {
+        // Every country index has a slot, and unknown one of its own.
+        assert!(crate::continent::countries().count() < UNKNOWN_COUNTRY);
+        let m = Metrics::default();
+        let a = m.register();
+        let b = m.register();
+        a.client_query(Some(3), Family::V4);
+        b.client_query(Some(3), Family::V4);
+        b.client_query(Some(3), Family::V6);
+        a.client_query(None, Family::V6);
+        // An index past the slots (never made by a table) counts as unknown, not a panic.
+        a.client_query(Some(u16::MAX), Family::V6);
+        let t = m.totals();
+        assert_eq!(t.client_queries_of(Some(3), Family::V4), 2);
+        assert_eq!(t.client_queries_of(Some(3), Family::V6), 1);
+        assert_eq!(t.client_queries_of(None, Family::V6), 2);
+        assert_eq!(t.client_queries_of(Some(4), Family::V4), 0);
+        assert_eq!(t.client_queries.iter().flatten().sum::<u64>(), 5);
     }
 }

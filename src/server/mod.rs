@@ -16,7 +16,7 @@ use rand::Rng;
 use crate::answer::{self, Answer, Client};
 use crate::metrics::{Counters, EcsUse, Metrics};
 use crate::querylog;
-use crate::table::Table;
+use crate::table::{Family, Table};
 use crate::wire::{self, EdnsReply, ParseError};
 
 /// The live table: read by every query, replaced whole by the reload task.
@@ -316,6 +316,15 @@ pub fn respond<R: Rng + ?Sized>(
             });
             if let Some(zone) = a.zone {
                 counters.zone(zone);
+                // Demand (DESIGN §3.1): a pool name answered from the pool, by the
+                // country of the clients it is for and the family asked (ANY at a pool
+                // name answers A).
+                let family = if request.question.qtype == wire::rtype::AAAA {
+                    Family::V6
+                } else {
+                    Family::V4
+                };
+                counters.client_query(a.client_country, family);
             }
             if let (false, answer::Records::Pool { picks, .. }) = (was_truncated, &a.answer) {
                 counters.served(table.generation, table.members.len(), picks.as_slice());

@@ -4,6 +4,7 @@
 
 mod cli;
 mod compare;
+mod demand;
 mod extensions;
 mod fairness;
 mod feed_source;
