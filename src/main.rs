@@ -43,6 +43,29 @@ enum Command {
     /// Ask the running server to reload its inputs, as SIGHUP does, and print the outcome.
     /// Talks to the server's HTTP listener, which accepts this from loopback only.
     Reload(ReloadArgs),
+    /// Write a demand file (the serving plan's demand per client country and family) from
+    /// a fleet's pooldns_client_queries_total counters: their increase over a window from
+    /// Prometheus, or their current sum from the instances' /metrics.
+    Demand(DemandArgs),
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["prometheus", "metrics"])))]
+struct DemandArgs {
+    /// A Prometheus server that scrapes every instance: its base URL
+    /// (http://prometheus:9090).
+    #[arg(long, value_name = "URL")]
+    prometheus: Option<String>,
+    /// How far back --prometheus looks: a Prometheus duration (7d, 24h, 1h30m).
+    #[arg(long, default_value = "7d")]
+    window: String,
+    /// An instance's /metrics URL (http://ns1:8053/metrics; without a path, /metrics is
+    /// added); repeatable: the counters of every instance are summed.
+    #[arg(long = "metrics", value_name = "URL", conflicts_with = "prometheus")]
+    metrics: Vec<String>,
+    /// Write the file here (written aside, then renamed over it); default: stdout.
+    #[arg(long, value_name = "PATH")]
+    out: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -158,6 +181,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(args),
         Command::Explain(args) => explain(args),
         Command::Reload(args) => reload(args),
+        Command::Demand(args) => demand(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -251,6 +275,28 @@ fn reload(args: ReloadArgs) -> anyhow::Result<()> {
     } else {
         anyhow::bail!("{url}: {status}: {}", body.trim_end())
     }
+}
+
+fn demand(args: DemandArgs) -> anyhow::Result<()> {
+    use pooldns::plan::demand;
+    use pooldns::table::Family;
+    let measured = match &args.prometheus {
+        Some(url) => demand::from_prometheus(url, &args.window)?,
+        None => demand::from_metrics(&args.metrics)?,
+    };
+    match &args.out {
+        Some(path) => demand::write_file(path, &measured)
+            .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))?,
+        None => print!("{}", demand::render(&measured)),
+    }
+    for (label, family) in [("v4", Family::V4), ("v6", Family::V6)] {
+        eprintln!(
+            "{label}: {} countries, {} queries",
+            measured.family(family).len(),
+            measured.total(family).round()
+        );
+    }
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -17,6 +17,12 @@
 //! * without a file, the **address-space prior** ([`prior`]): the IPv4 addresses and IPv6
 //!   /48s that the GeoIP database assigns to each country ([`crate::geo::AddressSpace`]).
 //!
+//! `pooldns demand` makes the file from a running fleet: [`from_prometheus`] asks a
+//! Prometheus server that scrapes every instance for the counters' increase over a window
+//! (Prometheus is the engine that sums across instances and survives their restarts);
+//! [`from_metrics`] sums the counters of the instances' `/metrics` pages as they are now.
+//! Both leave out the clients that could not be placed (`country="unknown"`).
+//!
 //! The file is untrusted input: anything but an object of `v4` and `v6` objects of known
 //! countries with weights fails the load as a whole, with the file, the entry and the
 //! reason (`demand.json: v4.zz: not a known ISO 3166 country code`), so that the last good
@@ -25,6 +31,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, Visitor};
 
@@ -220,6 +227,377 @@ pub fn prior(geo: &GeoDb) -> Demand {
         let _ = demand.add(Family::V6, code, blocks);
     }
     demand
+}
+
+/// The counter the fleet's demand is read from.
+pub const METRIC: &str = "pooldns_client_queries_total";
+
+/// How long one request of `pooldns demand` may take.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Largest answer read from Prometheus or a `/metrics` page.
+const MAX_BODY: u64 = 64 << 20;
+
+/// Why demand could not be read from Prometheus or from the instances.
+#[derive(Debug, thiserror::Error)]
+#[error("{url}: {reason}")]
+pub struct CollectError {
+    /// What was asked (the whole request URL, or the `--window` given).
+    pub url: String,
+    /// What was wrong: no connection, an HTTP status, Prometheus's own error, a result of
+    /// an unexpected shape, a bad sample.
+    pub reason: String,
+}
+
+/// The PromQL query of [`from_prometheus`]: every instance's counters, summed, over the
+/// last `window`.
+pub fn prometheus_query(window: &str) -> String {
+    format!("sum by (country, family) (increase({METRIC}[{window}]))")
+}
+
+/// Reads demand from a Prometheus server that scrapes the fleet: the increase of
+/// `pooldns_client_queries_total` over `window` (a Prometheus duration: `7d`, `12h`,
+/// `90m`), summed over every instance, from its HTTP API (`GET base/api/v1/query`).
+/// Clients of no known country are left out. Blocks for up to [`FETCH_TIMEOUT`].
+pub fn from_prometheus(base: &str, window: &str) -> Result<Demand, CollectError> {
+    let url = format!("{}/api/v1/query", base.trim_end_matches('/'));
+    if !is_duration(window) {
+        return Err(CollectError {
+            url: format!("--window {window:?}"),
+            reason: "not a Prometheus duration such as 7d, 12h or 1h30m".into(),
+        });
+    }
+    let query = prometheus_query(window);
+    let shown_url = format!("{url}?query={}", percent_encode(&query));
+    let (status, body) = get(&agent(), &url, Some(("query", &query)), &shown_url)?;
+    let demand = parse_prometheus(&shown_url, status, &body)?;
+    if demand.total(Family::V4) + demand.total(Family::V6) <= 0.0 {
+        return Err(CollectError {
+            url: shown_url,
+            reason: format!(
+                "no {METRIC} of a known country increased in the last {window}: does \
+                 Prometheus scrape the pooldns instances' /metrics?"
+            ),
+        });
+    }
+    Ok(demand)
+}
+
+/// Reads a Prometheus instant-query answer (`status`, then its JSON body) into demand:
+/// a vector of samples labelled `country` and `family`. `url` names the request in errors.
+pub fn parse_prometheus(url: &str, status: u16, body: &[u8]) -> Result<Demand, CollectError> {
+    let fail = |reason: String| CollectError {
+        url: url.to_owned(),
+        reason,
+    };
+    let json: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(json) => json,
+        Err(e) if (200..300).contains(&status) => {
+            return Err(fail(format!("the answer is not JSON: {e}")));
+        }
+        Err(_) => return Err(fail(format!("HTTP status {status}: {}", first_line(body)))),
+    };
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+    match json.get("status").and_then(text).as_deref() {
+        Some("success") => {}
+        Some("error") => {
+            let kind = json.get("errorType").and_then(text).unwrap_or_default();
+            let error = json.get("error").and_then(text).unwrap_or_default();
+            return Err(fail(format!(
+                "HTTP status {status}: Prometheus answered status \"error\": {kind}: {error}"
+            )));
+        }
+        _ => {
+            return Err(fail(format!(
+                "HTTP status {status}: not a Prometheus API answer (no \"status\": \
+                 \"success\"): {}",
+                shown_line(&json.to_string())
+            )));
+        }
+    }
+    let data = json.get("data");
+    let kind = data.and_then(|d| d.get("resultType")).and_then(text);
+    if kind.as_deref() != Some("vector") {
+        return Err(fail(format!(
+            "expected a result of type \"vector\", got {}",
+            kind.map_or("none".to_owned(), |k| format!("{k:?}"))
+        )));
+    }
+    let Some(samples) = data
+        .and_then(|d| d.get("result"))
+        .and_then(|r| r.as_array())
+    else {
+        return Err(fail("the vector has no \"result\" array".into()));
+    };
+    let mut demand = Demand::default();
+    for sample in samples {
+        let label = |name: &str| {
+            sample
+                .get("metric")
+                .and_then(|m| m.get(name))
+                .and_then(text)
+        };
+        let value = sample
+            .get("value")
+            .and_then(|v| v.as_array())
+            .and_then(|pair| pair.get(1))
+            .and_then(text);
+        let (Some(country), Some(family), Some(value)) = (label("country"), label("family"), value)
+        else {
+            return Err(fail(format!(
+                "a sample without a country, a family or a value: {}",
+                shown_line(&sample.to_string())
+            )));
+        };
+        add_sample(&mut demand, &country, &family, &value).map_err(fail)?;
+    }
+    Ok(demand)
+}
+
+/// Sums the current `pooldns_client_queries_total` counters of one or more instances
+/// (`http://ns1:8053/metrics`; a URL without a path gets `/metrics`). Every instance
+/// must answer: a sum that silently missed one would misstate the demand. Clients of no
+/// known country are left out.
+pub fn from_metrics(urls: &[String]) -> Result<Demand, CollectError> {
+    let agent = agent();
+    let mut demand = Demand::default();
+    for url in urls {
+        let url = metrics_url(url);
+        let (status, body) = get(&agent, &url, None, &url)?;
+        let fail = |reason: String| CollectError {
+            url: url.clone(),
+            reason,
+        };
+        if !(200..300).contains(&status) {
+            return Err(fail(format!("HTTP status {status}: {}", first_line(&body))));
+        }
+        let text =
+            std::str::from_utf8(&body).map_err(|e| fail(format!("the page is not UTF-8: {e}")))?;
+        add_exposition(&mut demand, text).map_err(fail)?;
+    }
+    if demand.total(Family::V4) + demand.total(Family::V6) <= 0.0 {
+        return Err(CollectError {
+            url: urls.join(", "),
+            reason: format!(
+                "no {METRIC} of a known country: have the instances answered pool names?"
+            ),
+        });
+    }
+    Ok(demand)
+}
+
+/// Adds the `pooldns_client_queries_total` samples of a Prometheus text exposition to
+/// `demand`. Other metrics, comments and blank lines are passed over; labels may come in
+/// any order; a timestamp after the value is allowed. Errors name the line.
+pub fn add_exposition(demand: &mut Demand, text: &str) -> Result<(), String> {
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let name_end = line
+            .find(|c: char| c == '{' || c.is_ascii_whitespace())
+            .unwrap_or(line.len());
+        if &line[..name_end] != METRIC {
+            continue;
+        }
+        let at = |reason: String| format!("line {}: {reason}: {}", n + 1, shown_line(line));
+        let (labels, rest) = parse_labels(&line[name_end..]).map_err(at)?;
+        let value = rest
+            .split_ascii_whitespace()
+            .next()
+            .ok_or_else(|| at("no value".into()))?;
+        let label = |name: &str| {
+            labels
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .ok_or_else(|| at(format!("no {name} label")))
+        };
+        add_sample(demand, label("country")?, label("family")?, value).map_err(at)?;
+    }
+    Ok(())
+}
+
+/// Writes a demand file the safe way: aside, then renamed over `path`, so that a server
+/// watching it never reads half a file.
+pub fn write_file(path: &Path, demand: &Demand) -> std::io::Result<()> {
+    let name = path.file_name().map_or_else(
+        || "demand.json".into(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let aside = path.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&aside, render(demand))?;
+    std::fs::rename(&aside, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&aside);
+    })
+}
+
+/// Adds one sample: `unknown` is left out; anything but a known country, `v4`/`v6` and a
+/// weight is refused.
+fn add_sample(demand: &mut Demand, country: &str, family: &str, value: &str) -> Result<(), String> {
+    if country == "unknown" {
+        return Ok(());
+    }
+    let family = match family {
+        "v4" => Family::V4,
+        "v6" => Family::V6,
+        other => return Err(format!("family {} is neither v4 nor v6", shown(other))),
+    };
+    let weight: f64 = value
+        .parse()
+        .map_err(|_| format!("value {} is not a number", shown(value)))?;
+    demand
+        .add(family, country, weight)
+        .map_err(|e| format!("country {}: {e}", shown(country)))
+}
+
+/// The labels of a sample: (name, value) in the order written.
+type Labels = Vec<(String, String)>;
+
+/// The labels of a sample, `{k="v",…}` (or nothing), and the text after them.
+fn parse_labels(text: &str) -> Result<(Labels, &str), String> {
+    let mut labels = Vec::new();
+    let Some(mut rest) = text.trim_start().strip_prefix('{') else {
+        return Ok((labels, text));
+    };
+    loop {
+        rest = rest.trim_start();
+        if let Some(after) = rest.strip_prefix('}') {
+            return Ok((labels, after));
+        }
+        let eq = rest.find('=').ok_or("a label without a value")?;
+        let name = rest[..eq].trim().to_owned();
+        let Some(quoted) = rest[eq + 1..].trim_start().strip_prefix('"') else {
+            return Err(format!("label {} has no quoted value", shown(&name)));
+        };
+        // The value up to the closing quote, with the exposition format's escapes:
+        // \\, \" and \n.
+        let mut value = String::new();
+        let mut chars = quoted.char_indices();
+        let end = loop {
+            match chars.next() {
+                Some((i, '"')) => break i,
+                Some((_, '\\')) => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, c)) => value.push(c),
+                    None => return Err("an unfinished escape".into()),
+                },
+                Some((_, c)) => value.push(c),
+                None => return Err(format!("label {} is not closed", shown(&name))),
+            }
+        };
+        labels.push((name, value));
+        rest = quoted[end + 1..].trim_start();
+        rest = rest.strip_prefix(',').unwrap_or(rest);
+    }
+}
+
+/// An HTTP client for `pooldns demand`: a timeout, and error statuses read as answers.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(FETCH_TIMEOUT))
+        .timeout_connect(Some(Duration::from_secs(5)))
+        .http_status_as_error(false)
+        .user_agent(concat!("pooldns/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
+/// One GET (with one query parameter, URL-encoded by the client): the status and body.
+/// `shown` names the request in errors.
+fn get(
+    agent: &ureq::Agent,
+    url: &str,
+    query: Option<(&str, &str)>,
+    shown: &str,
+) -> Result<(u16, Vec<u8>), CollectError> {
+    let fail = |reason: String| CollectError {
+        url: shown.to_owned(),
+        reason,
+    };
+    let mut request = agent.get(url);
+    if let Some((name, value)) = query {
+        request = request.query(name, value);
+    }
+    let mut response = request.call().map_err(|e| fail(e.to_string()))?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_BODY)
+        .read_to_vec()
+        .map_err(|e| fail(format!("reading the answer: {e}")))?;
+    Ok((status, body))
+}
+
+/// A `/metrics` URL: as given, or with `/metrics` when it has no path.
+fn metrics_url(url: &str) -> String {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    match after_scheme.find('/') {
+        None => format!("{url}/metrics"),
+        Some(i) if after_scheme[i..] == *"/" => format!("{url}metrics"),
+        Some(_) => url.to_owned(),
+    }
+}
+
+/// Whether `text` is a Prometheus duration: one or more `<digits><unit>`, units ms, s, m,
+/// h, d, w, y. Checked before it goes into the query.
+fn is_duration(text: &str) -> bool {
+    let mut rest = text;
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return false;
+        }
+        rest = &rest[digits..];
+        let unit = ["ms", "s", "m", "h", "d", "w", "y"]
+            .into_iter()
+            .find(|u| rest.starts_with(u));
+        match unit {
+            Some(u) => rest = &rest[u.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Percent-encodes a query parameter for messages (the request itself is encoded by the
+/// HTTP client).
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The first line of a body, for a message.
+fn first_line(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let line = text.lines().next().unwrap_or("").trim();
+    if line.is_empty() {
+        "(empty body)".into()
+    } else {
+        shown_line(line)
+    }
+}
+
+/// A line of text for a message, cut when long.
+fn shown_line(line: &str) -> String {
+    let cut: String = line.chars().take(120).collect();
+    if cut.len() < line.len() {
+        format!("{cut}…")
+    } else {
+        cut
+    }
 }
 
 /// A key or value for a message: as it is when it is short and plain, quoted and cut
@@ -467,6 +845,278 @@ mod tests {
         assert_eq!(d.family(Family::V4).get("us"), Some(&6169.0));
         assert_eq!(d.total(Family::V4), 12_027.0);
         assert_eq!(d.family(Family::V6).get("jp"), Some(&(14.0 * 65536.0)));
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Collecting from Prometheus and /metrics
+
+    const PROMETHEUS_ANSWER: &str = r#"{"status":"success","data":{"resultType":"vector",
+        "result":[
+          {"metric":{"country":"de","family":"v4"},"value":[1764428400.123,"45.5"]},
+          {"metric":{"family":"v4","country":"uk"},"value":[1764428400.123,"80"]},
+          {"metric":{"country":"gb","family":"v4"},"value":[1764428400.123,"20"]},
+          {"metric":{"country":"unknown","family":"v4"},"value":[1764428400.123,"999"]},
+          {"metric":{"country":"jp","family":"v6"},"value":[1764428400.123,"7.25"]}
+        ]}}"#;
+
+    #[test]
+    fn reads_a_prometheus_vector_summing_gb_into_uk_and_leaving_unknown_out() {
+        let d = parse_prometheus("http://p/api", 200, PROMETHEUS_ANSWER.as_bytes()).unwrap();
+        assert_eq!(
+            render(&d),
+            "{\n  \"v4\": {\n    \"de\": 45.5,\n    \"uk\": 100.0\n  },\n  \"v6\": {\n    \
+             \"jp\": 7.25\n  }\n}\n"
+        );
+    }
+
+    #[test]
+    fn prometheus_errors_name_the_url_and_what_was_wrong() {
+        let url = "http://p:9090/api/v1/query?query=x";
+        for (status, body, message) in [
+            (
+                400,
+                r#"{"status":"error","errorType":"bad_data","error":"1:1: parse error"}"#,
+                "HTTP status 400: Prometheus answered status \"error\": bad_data: 1:1: parse error",
+            ),
+            (
+                502,
+                "<html>Bad Gateway</html>\nmore",
+                "HTTP status 502: <html>Bad Gateway</html>",
+            ),
+            (
+                200,
+                "not json",
+                "the answer is not JSON: expected ident at line 1 column 2",
+            ),
+            (
+                200,
+                r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#,
+                "expected a result of type \"vector\", got \"matrix\"",
+            ),
+            (
+                200,
+                r#"{"status":"success","data":{"resultType":"vector"}}"#,
+                "the vector has no \"result\" array",
+            ),
+            (
+                200,
+                r#"{"data":{}}"#,
+                r#"HTTP status 200: not a Prometheus API answer (no "status": "success"): {"data":{}}"#,
+            ),
+            (
+                200,
+                r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"country":"de"},"value":[1,"3"]}]}}"#,
+                r#"a sample without a country, a family or a value: {"metric":{"country":"de"},"value":[1,"3"]}"#,
+            ),
+            (
+                200,
+                r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"country":"de","family":"v4"},"value":[1,"NaN"]}]}}"#,
+                "country de: NaN is not a weight ≥ 0",
+            ),
+            (
+                200,
+                r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"country":"zz","family":"v4"},"value":[1,"3"]}]}}"#,
+                "country zz: not a known ISO 3166 country code",
+            ),
+            (
+                200,
+                r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"country":"de","family":"ipv4"},"value":[1,"3"]}]}}"#,
+                "family ipv4 is neither v4 nor v6",
+            ),
+        ] {
+            let e = parse_prometheus(url, status, body.as_bytes()).unwrap_err();
+            assert_eq!(e.to_string(), format!("{url}: {message}"), "{body}");
+        }
+    }
+
+    #[test]
+    fn from_prometheus_sends_the_encoded_query_and_reports_http_errors() {
+        let (base, request) = respond_once(200, PROMETHEUS_ANSWER);
+        let d = from_prometheus(&base, "7d").unwrap();
+        assert_eq!(d.family(Family::V4).get("uk"), Some(&100.0));
+        // The query arrives whole (the client encodes it; Prometheus decodes it).
+        let request = request.recv().unwrap();
+        let target = request.split(' ').nth(1).unwrap();
+        let query = target.strip_prefix("/api/v1/query?query=").unwrap();
+        assert_eq!(percent_decode(query), prometheus_query("7d"), "{request}");
+        let (base, _) = respond_once(
+            422,
+            r#"{"status":"error","errorType":"execution","error":"query timed out"}"#,
+        );
+        let e = from_prometheus(&base, "5m").unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{base}/api/v1/query?query=sum%20by%20%28country")),
+            "{e}"
+        );
+        assert!(
+            e.ends_with(
+                "HTTP status 422: Prometheus answered status \"error\": execution: query timed out"
+            ),
+            "{e}"
+        );
+        // Nothing of a known country: no file that would silently turn the plan off.
+        let (base, _) = respond_once(
+            200,
+            r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#,
+        );
+        let e = from_prometheus(&base, "5m").unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "no pooldns_client_queries_total of a known country increased in the last 5m"
+            ),
+            "{e}"
+        );
+        let e = from_prometheus("http://127.0.0.1:9", "7d")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("http://127.0.0.1:9/api/v1/query?query="),
+            "{e}"
+        );
+        let e = from_prometheus(&base, "7d) or vector(1")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "--window \"7d) or vector(1\": not a Prometheus duration such as 7d, 12h or 1h30m"
+        );
+    }
+
+    #[test]
+    fn reads_only_the_demand_metric_of_an_exposition_in_any_label_order() {
+        let text = "# HELP pooldns_client_queries_total Pool-name queries.\n\
+            # TYPE pooldns_client_queries_total counter\n\
+            pooldns_client_queries_total{country=\"de\",family=\"v4\"} 3\n\
+            pooldns_client_queries_total{family=\"v4\", country=\"gb\"} 2 1764428400000\n\
+            pooldns_client_queries_total { country = \"uk\" , family = \"v4\" , } 1\n\
+            pooldns_client_queries_total{country=\"unknown\",family=\"v6\"} 40\n\
+            pooldns_client_queries_total_created{country=\"de\",family=\"v4\"} 1.7e9\n\
+            pooldns_queries_total{transport=\"udp\",qtype=\"A\",rcode=\"NOERROR\"} 99\n\
+            other{note=\"a \\\"quoted\\\" } brace\"} 5\n\
+            \n\
+            pooldns_client_queries_total{country=\"jp\",family=\"v6\",instance=\"a\\\\b\"} 1.5e1\n";
+        let mut d = Demand::default();
+        add_exposition(&mut d, text).unwrap();
+        add_exposition(&mut d, text).unwrap();
+        assert_eq!(d.family(Family::V4).get("de"), Some(&6.0));
+        assert_eq!(d.family(Family::V4).get("uk"), Some(&6.0));
+        assert_eq!(d.family(Family::V6).get("jp"), Some(&30.0));
+        assert_eq!(d.family(Family::V6).len(), 1);
+        for (line, message) in [
+            (
+                "pooldns_client_queries_total{country=\"de\"} 3",
+                "line 1: no family label: pooldns_client_queries_total{country=\"de\"} 3",
+            ),
+            (
+                "pooldns_client_queries_total{country=\"de\",family=\"v4\"}",
+                "line 1: no value: pooldns_client_queries_total{country=\"de\",family=\"v4\"}",
+            ),
+            (
+                "pooldns_client_queries_total{country=\"de} 3",
+                "line 1: label country is not closed: pooldns_client_queries_total{country=\"de} 3",
+            ),
+            (
+                "pooldns_client_queries_total{country=de} 3",
+                "line 1: label country has no quoted value: pooldns_client_queries_total{country=de} 3",
+            ),
+            (
+                "pooldns_client_queries_total{country=\"de\",family=\"v4\"} -1",
+                "line 1: country de: -1 is not a weight ≥ 0: \
+                 pooldns_client_queries_total{country=\"de\",family=\"v4\"} -1",
+            ),
+        ] {
+            let e = add_exposition(&mut Demand::default(), line).unwrap_err();
+            assert_eq!(e, message);
+        }
+    }
+
+    #[test]
+    fn durations_and_metrics_urls() {
+        for ok in ["7d", "5m", "1h30m", "100ms", "2w", "1y"] {
+            assert!(is_duration(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "7",
+            "d",
+            "7 d",
+            "7d]",
+            "-1d",
+            "7d) or vector(1)",
+            "1.5h",
+        ] {
+            assert!(!is_duration(bad), "{bad}");
+        }
+        assert_eq!(metrics_url("http://ns1:8053"), "http://ns1:8053/metrics");
+        assert_eq!(metrics_url("http://ns1:8053/"), "http://ns1:8053/metrics");
+        assert_eq!(
+            metrics_url("http://ns1:8053/metrics"),
+            "http://ns1:8053/metrics"
+        );
+        assert_eq!(
+            metrics_url("https://x/pooldns/metrics"),
+            "https://x/pooldns/metrics"
+        );
+    }
+
+    #[test]
+    fn write_file_renames_a_whole_file_into_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("demand.json");
+        let d = load(r#"{"v4": {"de": 2}}"#).unwrap();
+        write_file(&path, &d).unwrap();
+        assert_eq!(load_file(&path).unwrap(), d);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["demand.json"]);
+    }
+
+    fn percent_decode(text: &str) -> String {
+        let mut out = Vec::new();
+        let mut bytes = text.bytes();
+        while let Some(b) = bytes.next() {
+            match b {
+                b'%' => {
+                    let hex: String = bytes.by_ref().take(2).map(char::from).collect();
+                    out.push(u8::from_str_radix(&hex, 16).unwrap());
+                }
+                b'+' => out.push(b' '),
+                b => out.push(b),
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    /// An HTTP server on loopback that answers one request with `status` and `body`;
+    /// its base URL, and the request it got.
+    fn respond_once(status: u16, body: &str) -> (String, std::sync::mpsc::Receiver<String>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let body = body.to_owned();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = stream.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+            }
+            let _ = tx.send(String::from_utf8_lossy(&request).into_owned());
+            let answer = format!(
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes());
+        });
+        (base, rx)
     }
 
     proptest::proptest! {

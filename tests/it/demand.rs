@@ -1,19 +1,27 @@
 //! Demand (issue 9): the per-thread counters of pool-name queries by the clients' country
-//! and family (`pooldns_client_queries_total`).
+//! and family (`pooldns_client_queries_total`), and `pooldns demand` writing the demand
+//! file from them: summed from two in-process instances' `/metrics`, and end to end from
+//! Debian's real Prometheus (`/usr/bin/prometheus`) scraping two instances. Without
+//! Prometheus that test prints a notice and passes, except under CI (`CI` set), where it
+//! fails: `.ci/run` installs it.
 //!
 //! Clients are placed by ECS addresses of MaxMind's test database (`harness::TEST_GEOIP`):
-//! 81.2.69.142 gb (the zone uk), 89.160.20.112 se, 216.160.83.56 us, 2001:218:: jp.
+//! 81.2.69.142 gb (the zone uk), 89.160.20.112 se, 216.160.83.56 us, 2001:218:: jp,
+//! 2a02:cf40:: no.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
+use pooldns::plan::demand::{self, Demand};
 use pooldns::reload::{Reloader, Sources};
 use pooldns::server::{Listeners, ServerOptions};
+use pooldns::table::Family;
 
 use crate::harness::*;
 
@@ -21,6 +29,7 @@ const UK: &str = "81.2.69.142";
 const SE: &str = "89.160.20.112";
 const US: &str = "216.160.83.56";
 const JP: &str = "2001:218::";
+const NO: &str = "2a02:cf40::";
 
 // ---------------------------------------------------------------------------------------
 // The counters
@@ -75,6 +84,306 @@ async fn client_queries_count_pool_names_by_the_clients_country_and_family() {
     // Exactly these series: none at zero.
     assert_eq!(counted, expected);
     ns.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// pooldns demand --metrics
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooldns_demand_sums_the_metrics_pages_of_two_instances() {
+    let (a, b) = (Instance::start().await, Instance::start().await);
+    a.ask_many(&[("@", UK, 3), ("0", US, 1), ("2", JP, 2)])
+        .await;
+    a.ask("@", RecordType::A, None).await; // unknown: left out of the file
+    b.ask_many(&[("1", UK, 1), ("@", SE, 4), ("2", JP, 1), ("2", NO, 2)])
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demand.json");
+    let urls = [
+        format!("http://{}/metrics", a.http),
+        format!("http://{}", b.http),
+    ];
+    let args = |out: Option<&Path>| {
+        let mut args = vec!["demand".to_owned()];
+        for url in &urls {
+            args.extend(["--metrics".to_owned(), url.clone()]);
+        }
+        if let Some(out) = out {
+            args.extend(["--out".to_owned(), out.display().to_string()]);
+        }
+        args
+    };
+    let run = pooldns(args(Some(&out))).await;
+    assert!(run.status.success(), "{run:?}");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("v4: 3 countries, 9 queries"), "{stderr}");
+    let file = demand::load_file(&out).expect("a demand file");
+    assert_eq!(
+        weights(&file),
+        [
+            ("v4", "se", 4.0),
+            ("v4", "uk", 4.0),
+            ("v4", "us", 1.0),
+            ("v6", "jp", 3.0),
+            ("v6", "no", 2.0),
+        ]
+    );
+    // Without --out: the same file on stdout.
+    let run = pooldns(args(None)).await;
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(String::from_utf8_lossy(&run.stdout), demand::render(&file));
+
+    // An instance that does not answer fails the whole sum, naming it.
+    let gone = format!("http://127.0.0.1:{}/metrics", free_port());
+    let run = pooldns(vec![
+        "demand".into(),
+        "--metrics".into(),
+        urls[0].clone(),
+        "--metrics".into(),
+        gone.clone(),
+    ])
+    .await;
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.starts_with(&format!("pooldns: {gone}: ")),
+        "{stderr}"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// pooldns demand --prometheus, with Debian's Prometheus
+
+const PROMETHEUS: &str = "/usr/bin/prometheus";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooldns_demand_reads_two_instances_through_a_real_prometheus() {
+    if !Path::new(PROMETHEUS).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{PROMETHEUS} is not installed; CI must have it (apt-get install prometheus)"
+        );
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "demand: {PROMETHEUS} not installed (apt-get install prometheus): SKIPPING the \
+             Prometheus end-to-end test"
+        );
+        return;
+    }
+    let (a, b) = (Instance::start().await, Instance::start().await);
+    // The measured queries, per instance: (name, ECS address, count).
+    let to_a: &[(&str, &str, usize)] = &[("@", UK, 40), ("0", US, 10), ("2", JP, 20)];
+    let to_b: &[(&str, &str, usize)] = &[
+        ("1", UK, 20),
+        ("@", US, 20),
+        ("3", SE, 10),
+        ("2", JP, 5),
+        ("2", NO, 15),
+    ];
+    // First one query of each kind, so that every series exists before Prometheus's first
+    // scrape: increase() counts from a series' first sample, and the counters are exported
+    // once they are above zero.
+    for (ns, sent) in [(&a, to_a), (&b, to_b)] {
+        let once: Vec<_> = sent.iter().map(|&(name, ecs, _)| (name, ecs, 1)).collect();
+        ns.ask_many(&once).await;
+        ns.ask("@", RecordType::A, None).await; // unknown
+    }
+    let seeds = (to_a.len() + to_b.len() + 2) as f64;
+    let series = (to_a.len() + to_b.len() + 2) as f64;
+
+    let prometheus = Prometheus::start(&[a.http, b.http]);
+    let url = prometheus.url.clone();
+    let count = "count(pooldns_client_queries_total)";
+    assert!(
+        prometheus.wait_for(count, series).await,
+        "Prometheus did not scrape both instances within 60 s; its log:\n{}",
+        prometheus.log()
+    );
+    // Seen once, before the measured queries: a later sample with more is an increase.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    a.ask_many(to_a).await;
+    b.ask_many(to_b).await;
+    let sent: usize = to_a.iter().chain(to_b).map(|q| q.2).sum();
+    let sum = "sum(pooldns_client_queries_total)";
+    assert!(
+        prometheus.wait_for(sum, seeds + sent as f64).await,
+        "Prometheus did not see the queries within 60 s; its log:\n{}",
+        prometheus.log()
+    );
+    // A few flat samples after the rise, so that increase() extrapolates little.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demand.json");
+    let run = pooldns(vec![
+        "demand".into(),
+        "--prometheus".into(),
+        url.clone(),
+        "--window".into(),
+        "5m".into(),
+        "--out".into(),
+        out.display().to_string(),
+    ])
+    .await;
+    assert!(
+        run.status.success(),
+        "{run:?}\nPrometheus log:\n{}",
+        prometheus.log()
+    );
+    let file = demand::load_file(&out).expect("a demand file");
+    // The countries asked from, in the proportions asked (uk 60, us 30, se 10 of IPv4;
+    // jp 25, no 15 of IPv6), and no unknown. Prometheus extrapolates increase() to the
+    // window by a few per cent, differently per instance, and the first query of each
+    // kind may or may not be counted: shares within 0.03.
+    let expected = [
+        (Family::V4, "uk", 0.6),
+        (Family::V4, "us", 0.3),
+        (Family::V4, "se", 0.1),
+        (Family::V6, "jp", 0.625),
+        (Family::V6, "no", 0.375),
+    ];
+    for family in [Family::V4, Family::V6] {
+        let countries: Vec<&str> = file.family(family).keys().copied().collect();
+        let mut wanted: Vec<&str> = expected
+            .iter()
+            .filter(|e| e.0 == family)
+            .map(|e| e.1)
+            .collect();
+        wanted.sort();
+        assert_eq!(countries, wanted, "{}", demand::render(&file));
+    }
+    for (family, country, share) in expected {
+        let got = file.share(family, country);
+        assert!(
+            (got - share).abs() < 0.03,
+            "{country} {family:?}: {got} is not {share}\n{}",
+            demand::render(&file)
+        );
+    }
+    // What an operator sees when the window holds nothing of the fleet.
+    let run = pooldns(vec![
+        "demand".into(),
+        "--prometheus".into(),
+        url.clone(),
+        "--window".into(),
+        "bad".into(),
+    ])
+    .await;
+    assert_eq!(run.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&run.stderr),
+        "pooldns: --window \"bad\": not a Prometheus duration such as 7d, 12h or 1h30m\n"
+    );
+    drop(prometheus);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Debian's Prometheus on a loopback port, scraping `targets` every second, with its
+/// storage in a temporary directory; killed when dropped.
+struct Prometheus {
+    url: String,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(targets: &[SocketAddr]) -> Prometheus {
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: pooldns\n    scrape_interval: 1s\n    \
+             static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        );
+        let mut last_log = String::new();
+        // A few tries: the free port may be taken between asking and binding.
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let config_path = dir.path().join("prometheus.yml");
+            std::fs::write(&config_path, &config).expect("write config");
+            let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log");
+            let port = free_port();
+            let child = Command::new(PROMETHEUS)
+                .arg(format!("--config.file={}", config_path.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start prometheus");
+            let mut p = Prometheus {
+                url: format!("http://127.0.0.1:{port}"),
+                child,
+                dir,
+            };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if http_get(&format!("{}/-/ready", p.url)).is_some_and(|(s, _)| s == 200) {
+                    return p;
+                }
+                if let Ok(Some(_)) = p.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            last_log = p.log();
+        }
+        panic!("Prometheus did not start; its log:\n{last_log}");
+    }
+
+    /// Waits (up to 60 s) until the value of the instant query `expr` is `value`.
+    async fn wait_for(&self, expr: &str, value: f64) -> bool {
+        let url = self.url.clone();
+        let expr = expr.to_owned();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let (url, expr) = (url.clone(), expr.clone());
+            let got = tokio::task::spawn_blocking(move || prometheus_value(&url, &expr))
+                .await
+                .unwrap();
+            if got == Some(value) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        false
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of a one-sample instant query, if there is one.
+fn prometheus_value(base: &str, expr: &str) -> Option<f64> {
+    let agent = agent();
+    let mut response = agent
+        .get(&format!("{base}/api/v1/query"))
+        .query("query", expr)
+        .call()
+        .ok()?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&response.body_mut().read_to_vec().ok()?).ok()?;
+    let result = json.get("data")?.get("result")?.as_array()?;
+    let [sample] = result.as_slice() else {
+        return None;
+    };
+    sample.get("value")?.get(1)?.as_str()?.parse().ok()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -190,6 +499,25 @@ impl Instance {
         Message::from_vec(&raw).expect("answer parses")
     }
 
+    /// `count` queries for each (name, ECS address): A for IPv4 subnets at any name, AAAA
+    /// (at `2`) for IPv6 ones; each answer is checked to carry servers.
+    async fn ask_many(&self, queries: &[(&str, &str, usize)]) {
+        for &(name, ecs, count) in queries {
+            let qtype = if ecs.contains(':') {
+                RecordType::AAAA
+            } else {
+                RecordType::A
+            };
+            for _ in 0..count {
+                let r = self.ask(name, qtype, Some(ecs)).await;
+                assert!(
+                    !addresses(&r).is_empty(),
+                    "{name} {qtype} from {ecs}: {r:?}"
+                );
+            }
+        }
+    }
+
     async fn metrics(&self) -> String {
         let url = format!("http://{}/metrics", self.http);
         let (status, body) = tokio::task::spawn_blocking(move || http_get(&url))
@@ -232,6 +560,33 @@ fn client_queries(page: &str) -> BTreeMap<(String, String), f64> {
         assert!(previous.is_none(), "{line} twice");
     }
     found
+}
+
+/// A demand's weights as (family, country, weight), sorted.
+fn weights(d: &Demand) -> Vec<(&'static str, &'static str, f64)> {
+    [("v4", Family::V4), ("v6", Family::V6)]
+        .into_iter()
+        .flat_map(|(label, family)| {
+            d.family(family)
+                .iter()
+                .map(move |(&country, &w)| (label, country, w))
+        })
+        .collect()
+}
+
+/// Runs the binary with `args` off the runtime's threads (the servers it talks to run on
+/// them).
+async fn pooldns(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_pooldns"))
+            .args(&args)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run pooldns")
+    })
+    .await
+    .unwrap()
 }
 
 fn agent() -> ureq::Agent {
