@@ -87,7 +87,8 @@ pub struct Member {
 pub struct ZoneSets {
     /// Every eligible server of the zone (unnumbered names).
     pub all: Sampler,
-    /// The numbered subsets; empty when the zone is too small to split.
+    /// The numbered subsets; empty when the zone is not split (too small, or no split keeps
+    /// every server's share: see [`split`]).
     pub numbered: Box<[Sampler]>,
     /// Total net speed, kbit/s.
     pub netspeed: u64,
@@ -160,7 +161,8 @@ pub struct IdentityRecords {
 /// Builds every pool zone's sets (per family, per zone index) from the member ids of each.
 ///
 /// The sets are independent, so they are built by a few threads (see [`crate::parallel`]).
-/// Each zone shuffles with its own generator, seeded from one drawn for the build.
+/// Each zone shuffles its samplers' orderings with its own generator, seeded from one drawn
+/// for the build; the numbered split does not depend on these (see [`split`]).
 fn build_zone_sets(
     config: &ZoneConfig,
     members: &[Member],
@@ -169,6 +171,11 @@ fn build_zone_sets(
 ) -> [Box<[ZoneSets]>; 2] {
     let k = config.records;
     let parts = usize::from(config.numbered);
+    // Each zone's label, by zone index (see `ZoneId::index`): the split is seeded by label.
+    let labels: Vec<&str> = std::iter::once("@")
+        .chain(Continent::ALL.iter().map(|c| c.label()))
+        .chain(continent::countries().map(|(code, _)| code))
+        .collect();
     let build_one = |family: Family, zone: usize, seed: u64| -> ZoneSets {
         let mut rng = SmallRng::seed_from_u64(seed);
         let ids = &zone_members[family as usize][zone];
@@ -176,8 +183,16 @@ fn build_zone_sets(
             !(family == Family::V6 && matches!(config.aaaa, AaaaPolicy::OnlyNumbered(_)));
         let weights: Vec<u32> = ids.iter().map(|&i| members[i as usize].netspeed).collect();
         let netspeed = weights.iter().map(|&w| u64::from(w)).sum();
-        let numbered = if split_family && ids.len() >= split::MIN_SERVERS_TO_SPLIT {
-            let part_of = split::split(&weights, parts, split::seed(epoch, zone, family as usize));
+        // Keyed by feed id, not position: instances may read the feed in different orders.
+        let feed_ids: Vec<u64> = ids.iter().map(|&i| members[i as usize].id).collect();
+        let part_of = if split_family {
+            // One label per zone index, as zone_members has one list per zone index.
+            let split_seed = split::seed(epoch, labels[zone], family);
+            split::split(&weights, &feed_ids, parts, k, split_seed)
+        } else {
+            None
+        };
+        let numbered = if let Some(part_of) = part_of {
             (0..parts)
                 .map(|p| {
                     let (sub_ids, sub_weights): (Vec<u32>, Vec<u32>) = ids

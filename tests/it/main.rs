@@ -17,3 +17,4 @@ mod query_log;
 mod reload;
 mod resolver;
 mod smoke;
+mod split;
