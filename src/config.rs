@@ -501,8 +501,17 @@ impl Checker<'_> {
             }),
             status_public: file.identity.status_public,
         };
-        if identity.nsid.as_ref().is_some_and(|n| n.len() > 512) {
-            return Err(self.invalid("identity.nsid", "longer than 512 bytes"));
+        // With every other EDNS option, a longer NSID would not fit in a 512-byte answer
+        // to the longest question (wire::build module doc).
+        let max_nsid = crate::wire::build::MAX_NSID_LEN;
+        if identity.nsid.as_ref().is_some_and(|n| n.len() > max_nsid) {
+            return Err(self.invalid(
+                "identity.nsid",
+                format!(
+                    "longer than {max_nsid} bytes: with every other EDNS option, the answer to \
+                     a 255-byte name would not fit in 512 bytes"
+                ),
+            ));
         }
         for (key, v) in [
             ("identity.hostname", &identity.hostname),
@@ -773,6 +782,21 @@ value = ["a", ""]
         assert_eq!(c.cookie_secret[15], 15);
         let e = parse(&format!("{MINIMAL}\n[cookies]\nsecret = \"abc\"\n")).unwrap_err();
         assert!(e.to_string().contains("cookies.secret"), "{e}");
+    }
+
+    #[test]
+    fn rejects_an_nsid_that_cannot_fit_512_bytes_beside_every_option() {
+        let longest = "n".repeat(crate::wire::build::MAX_NSID_LEN);
+        let c = parse(&format!("{MINIMAL}\n[identity]\nnsid = \"{longest}\"\n")).unwrap();
+        assert_eq!(c.identity.nsid.map(|n| n.len()), Some(142));
+        let e = parse(&format!("{MINIMAL}\n[identity]\nnsid = \"{longest}n\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "zones/test.toml: identity.nsid: longer than 142 bytes: with every other EDNS \
+             option, the answer to a 255-byte name would not fit in 512 bytes"
+        );
     }
 
     #[test]

@@ -5,11 +5,76 @@
 //! owned by the origin (a pointer into the qname), then the OPT record. Room for the OPT
 //! is reserved first; an RRset that does not fit is never cut: the answer is sent with
 //! TC=1 and empty sections instead (RFC 2181 §9), and the client retries over TCP.
+//!
+//! # Every option fits 512 bytes
+//!
+//! An answer to an EDNS query carries an OPT record (RFC 6891 §7) with every option the
+//! query asked for, and a UDP answer is never longer than 512 bytes unless the client
+//! said it takes more (RFC 6891 §6.2.5). Both hold for any question because the one
+//! option whose size the configuration sets, the NSID, is bounded ([`MAX_NSID_LEN`]) so
+//! that the longest question and every option at its largest fill 512 bytes exactly:
+//!
+//! ```text
+//! header                        12
+//! question: 255-byte name + 4  259
+//! OPT without options           11
+//! ECS, an IPv6 /128             24   code, length 4 · family, prefixes 4 · address 16
+//! cookie                        28   code, length 4 · client 8, server 16
+//! keepalive (TCP only)           6   code, length 4 · timeout 2
+//! EDE                           26   code, length 4 · info code 2 · longest text 20
+//! NSID                         146   code, length 4 · payload 142
+//!                              ---
+//!                              512
+//! ```
+//!
+//! Why a bound, not dropping options (NSID first) when room runs short: an NSID that comes
+//! and goes with the length of the question is no help in telling a fleet's servers apart,
+//! and 142 bytes is more than twice the longest host name (64 on Linux). Records that do not
+//! fit beside the OPT truncate the answer (above), so the OPT never gives way to them.
+//!
+//! Only a caller passing a longer NSID than the configuration accepts can still run out
+//! of room, and the answer stays well-formed: an OPT that does not fit beside the question
+//! drops the question from the echo, and with it the records (their owners point into it)
+//! with TC set; an OPT that does not fit at all is left out whole, TC set. Issue "The fleet
+//! must agree and the shares must hold at the edges": with the 512-byte NSID the
+//! configuration used to accept, a 512-byte reply was 27 bytes, all counts 0, then 15
+//! bytes of a half-written OPT; and the room kept for the OPT missed the answer's EDE.
 
 use super::parse::option;
 use super::{ClientSubnet, Header, Question, Rcode, cookie};
 use crate::answer::{Answer, Ede, Records};
+use crate::name::MAX_NAME_LEN;
 use crate::table::Rr;
+
+/// The longest NSID payload (RFC 5001) the configuration accepts: what 512 bytes leave
+/// after the header, the longest question and an OPT with every other option at its
+/// largest (see the module doc).
+pub const MAX_NSID_LEN: usize = 512
+    - 12 // header
+    - (MAX_NAME_LEN + 4) // question
+    - 11 // OPT without options
+    - (4 + 4 + 16) // ECS with an IPv6 /128
+    - (4 + cookie::REPLY_LEN)
+    - (4 + 2) // edns-tcp-keepalive
+    - (4 + 2 + MAX_EDE_TEXT_LEN)
+    - 4; // NSID code and length
+
+/// Every Extended DNS Error pooldns sends; a new one belongs here, so that
+/// [`MAX_NSID_LEN`] leaves room for its text.
+const EDES: [Ede; 3] = [Ede::PROHIBITED, Ede::NOT_AUTHORITATIVE, Ede::NOT_SUPPORTED];
+
+/// The longest EXTRA-TEXT of [`EDES`].
+const MAX_EDE_TEXT_LEN: usize = {
+    let mut max = 0;
+    let mut i = 0;
+    while i < EDES.len() {
+        if EDES[i].text.len() > max {
+            max = EDES[i].text.len();
+        }
+        i += 1;
+    }
+    max
+};
 
 /// What the OPT record of an answer carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -145,6 +210,13 @@ pub fn build(
     edns: Option<&EdnsReply<'_>>,
 ) -> usize {
     let limit = limit.min(buf.len());
+    // The answer's EDE goes into the OPT unless the caller set one; the room kept for the
+    // OPT counts it.
+    let edns = edns.map(|e| EdnsReply {
+        ede: e.ede.or(answer.ede),
+        ..*e
+    });
+    let edns = edns.as_ref();
     let mut w = Writer { buf, pos: 0, limit };
     let mut flags: u16 = 0x8000 | u16::from(header.opcode & 0x0f) << 11;
     if answer.authoritative {
@@ -165,7 +237,7 @@ pub fn build(
     let mut qdcount = 0;
     if let Some(q) = question {
         // A question that leaves no room for the OPT is dropped from the echo (only an
-        // unanswerable 512-byte limit with a 255-byte name could do that).
+        // NSID longer than the configuration accepts could do that: module doc).
         let before = w.pos;
         let fits = w.put(q.qname).is_ok() && w.u16(q.qtype).is_ok() && w.u16(q.qclass).is_ok();
         if fits && w.pos + opt_len(edns) <= w.limit {
@@ -179,11 +251,18 @@ pub fn build(
     w.limit = w.limit.saturating_sub(opt_len(edns));
     let answer_owner = 0xc000 | 12u16;
     let authority_owner = 0xc000 | (12 + answer.origin_offset) as u16;
-    let sections = (|| {
-        let an = w.records(answer_owner, answer.class, &answer.answer)?;
-        let ns = w.records(authority_owner, super::class::IN, &answer.authority)?;
-        Ok::<_, Full>((an, ns))
-    })();
+    let sections = if qdcount == 1 {
+        (|| {
+            let an = w.records(answer_owner, answer.class, &answer.answer)?;
+            let ns = w.records(authority_owner, super::class::IN, &answer.authority)?;
+            Ok::<_, Full>((an, ns))
+        })()
+    } else if answer.answer.is_empty() && answer.authority.is_empty() {
+        Ok((0, 0))
+    } else {
+        // The owners point into the question: without it no record can be written.
+        Err(Full)
+    };
     let (ancount, nscount) = match sections {
         Ok(counts) => counts,
         Err(Full) => {
@@ -195,9 +274,15 @@ pub fn build(
     w.limit = full_limit;
     let mut arcount = 0;
     if let Some(e) = edns {
-        let ede = e.ede.or(answer.ede);
-        if write_opt(&mut w, &EdnsReply { ede, ..*e }, answer.rcode).is_ok() {
+        let opt_start = w.pos;
+        if write_opt(&mut w, e, answer.rcode).is_ok() {
             arcount = 1;
+        } else {
+            // It does not fit even after the header alone: the question was dropped to
+            // make room, and with it every record. Leave the OPT out whole and let the
+            // client retry over TCP.
+            w.pos = opt_start;
+            flags |= 0x0200; // TC
         }
     }
     w.set_u16(2, flags);
@@ -231,7 +316,7 @@ fn write_opt(w: &mut Writer<'_>, e: &EdnsReply<'_>, rcode: Rcode) -> Result<(), 
     }
     if let Some(nsid) = e.nsid {
         w.u16(option::NSID)?;
-        w.u16(nsid.len() as u16)?; // config checks <= 512
+        w.u16(nsid.len() as u16)?; // config checks <= MAX_NSID_LEN
         w.put(nsid)?;
     }
     if let Some(c) = &e.cookie {
@@ -251,4 +336,146 @@ fn write_opt(w: &mut Writer<'_>, e: &EdnsReply<'_>, rcode: Rcode) -> Result<(), 
         w.put(text.as_bytes())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::op::Message;
+    use hickory_proto::rr::rdata::opt::EdnsCode;
+    use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+
+    use super::*;
+    use crate::wire::{class, rtype};
+
+    /// The longest name there is: 255 bytes on the wire.
+    fn longest_name() -> Vec<u8> {
+        let mut name = Vec::new();
+        for len in [63u8, 63, 63, 61] {
+            name.push(len);
+            name.extend(std::iter::repeat_n(b'a', len.into()));
+        }
+        name.push(0);
+        assert_eq!(name.len(), MAX_NAME_LEN);
+        name
+    }
+
+    /// An OPT asking for every option at its largest: ECS for an IPv6 /128, a cookie,
+    /// keepalive (TCP), an NSID of `nsid` bytes; the EDE comes from the answer.
+    fn every_option(nsid: &[u8]) -> EdnsReply<'_> {
+        let subnet = ClientSubnet {
+            family: 2,
+            source_prefix: 128,
+            address: "2001:db8::1".parse().unwrap(),
+        };
+        EdnsReply {
+            udp_payload: 1232,
+            dnssec_ok: true,
+            ecs: Some((subnet, 0)),
+            nsid: Some(nsid),
+            cookie: Some([7; cookie::REPLY_LEN]),
+            keepalive: Some(1200),
+            ede: None,
+        }
+    }
+
+    /// Builds the answer to an A query for the longest name, with two A records and the
+    /// longest EDE, into a 512-byte buffer.
+    fn build_longest(edns: &EdnsReply<'_>) -> Vec<u8> {
+        let qname = longest_name();
+        let question = Question {
+            qname: &qname,
+            qtype: rtype::A,
+            qclass: class::IN,
+        };
+        let header = Header {
+            id: 0x1234,
+            opcode: 0,
+            rd: false,
+            cd: false,
+        };
+        let records = [192, 193].map(|last| Rr {
+            rtype: rtype::A,
+            ttl: 150,
+            rdata: Box::new([192, 0, 2, last]),
+        });
+        let answer = Answer {
+            authoritative: true,
+            answer: Records::Set(&records),
+            ede: Some(Ede::NOT_SUPPORTED),
+            ..Answer::error(Rcode::NOERROR)
+        };
+        let mut buf = [0u8; 512];
+        let n = build(&mut buf, 512, &header, Some(&question), &answer, Some(edns));
+        buf[..n].to_vec()
+    }
+
+    /// Parses a reply as a client would; every byte must belong to a counted section.
+    fn parse_whole(reply: &[u8]) -> Message {
+        let mut decoder = BinDecoder::new(reply);
+        let m = Message::read(&mut decoder).unwrap_or_else(|e| panic!("{e}: {reply:?}"));
+        assert!(
+            decoder.is_empty(),
+            "{} bytes after the counted sections of {reply:?}",
+            decoder.len()
+        );
+        m
+    }
+
+    #[test]
+    fn max_nsid_len_is_what_512_bytes_leave_beside_every_option() {
+        assert_eq!(MAX_NSID_LEN, 142);
+        let nsid = [b'n'; MAX_NSID_LEN];
+        let every = EdnsReply {
+            ede: Some(Ede::NOT_SUPPORTED),
+            ..every_option(&nsid)
+        };
+        assert_eq!(12 + MAX_NAME_LEN + 4 + opt_len(Some(&every)), 512);
+        assert!(EDES.iter().all(|e| e.text.len() <= MAX_EDE_TEXT_LEN));
+        assert_eq!(Ede::NOT_SUPPORTED.text.len(), MAX_EDE_TEXT_LEN);
+    }
+
+    #[test]
+    fn every_option_fits_512_bytes_beside_the_longest_question() {
+        let nsid = [b'n'; MAX_NSID_LEN];
+        let reply = build_longest(&every_option(&nsid));
+        assert_eq!(reply.len(), 512);
+        let m = parse_whole(&reply);
+        // No room is left for the records: truncated, the OPT whole.
+        assert!(m.metadata.truncation);
+        assert!(m.answers.is_empty() && m.authorities.is_empty());
+        assert_eq!(m.queries.len(), 1);
+        assert_eq!(&reply[12..12 + MAX_NAME_LEN], &longest_name()[..]);
+        let options = m.edns.expect("OPT").options().clone();
+        for code in [
+            EdnsCode::NSID,
+            EdnsCode::Subnet,
+            EdnsCode::Cookie,
+            EdnsCode::Keepalive,
+            EdnsCode::Unknown(option::EDE),
+        ] {
+            assert!(options.get(code).is_some(), "{code:?} missing");
+        }
+    }
+
+    /// Issue "The fleet must agree and the shares must hold at the edges": with the
+    /// 512-byte NSID the configuration used to accept, the reply was 27 bytes, all counts
+    /// 0, then 15 bytes of a half-written OPT; with 143 bytes, the room kept for the OPT
+    /// missed the answer's EDE and the OPT was cut off at byte 512.
+    #[test]
+    fn an_opt_that_does_not_fit_leaves_no_bytes_behind() {
+        for len in [MAX_NSID_LEN + 1, 300, 480, 500, 512] {
+            let nsid = vec![b'n'; len];
+            let reply = build_longest(&every_option(&nsid));
+            assert!(reply.len() <= 512, "NSID {len}: {} bytes", reply.len());
+            let m = parse_whole(&reply);
+            assert!(m.answers.is_empty(), "NSID {len}");
+            assert!(
+                m.edns.is_some() || m.metadata.truncation,
+                "NSID {len}: neither the OPT nor TC"
+            );
+        }
+        let m = parse_whole(&build_longest(&every_option(&[b'n'; 512])));
+        assert!(m.edns.is_none() && m.additionals.is_empty());
+        assert!(m.metadata.truncation);
+    }
 }
