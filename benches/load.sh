@@ -29,6 +29,7 @@ REPEAT=1             # repetitions of every run (the tables show the median)
 RELOAD_EVERY=3       # seconds between feed rewrites in --reload
 COMPARE=0
 SCALING=0            # --scaling N: also a second pooldns with an N-server feed
+ZONES=0              # --zones: also a pooldns in balance.mode = "zones" (pd-zones)
 RELOAD=0
 QUICK=0
 KEEP=0
@@ -45,6 +46,9 @@ usage: benches/load.sh [options]
   --scaling N        also run a second pooldns with an N-server feed (e.g. 1000) under the same
                      load: the ratio pooldns / pd-N of q/CPU-s shows how the per-query cost
                      grows with the pool
+  --zones            also run a second pooldns with the same feed in balance.mode = "zones"
+                     (pd-zones): the ratio pooldns / pd-zones of q/CPU-s is what the serving
+                     plan costs per query (the bundled configuration is in plan mode)
   --reload           also run reload under load: rewrite the feed every ${RELOAD_EVERY} s while dnsperf
                      runs; report build time, swap time, RSS, lost and wrong answers
   --duration S       seconds per saturating run (default $DURATION; the reload run takes 2 x S)
@@ -70,6 +74,7 @@ while [ $# -gt 0 ]; do
         --compare) COMPARE=1 ;;
         --reload) RELOAD=1 ;;
         --scaling) SCALING=${2:?}; shift ;;
+        --zones) ZONES=1 ;;
         --quick) QUICK=1 ;;
         --keep) KEEP=1 ;;
         --duration) DURATION=${2:?}; shift ;;
@@ -255,13 +260,14 @@ track() {  # name pid port logfile: stopped on exit; waits until it answers
     PID[$name]=$pid
 }
 
-start_pooldns() {  # name feed
-    local name=$1 feed=$2 port
+start_pooldns() {  # name feed [config]
+    local name=$1 feed=$2 config=${3:-$CONFIG} port
     port=$(python3 "$LB" freeport) || die "no free port"
     # No HTTP status listener (it has a fixed default port and is not what is measured).
     local extra=()
     "$POOLDNS" serve --help 2>/dev/null | grep -q -- '--http' && extra+=(--http none)
-    NO_COLOR=1 RUST_LOG=info "$POOLDNS" serve --config "$CONFIG" --feed "$feed" \
+    "$POOLDNS" serve --help 2>/dev/null | grep -q -- '--state-dir' && extra+=(--state-dir none)
+    NO_COLOR=1 RUST_LOG=info "$POOLDNS" serve --config "$config" --feed "$feed" \
         --geoip "$GEOIP" --listen "127.0.0.1:$port" --udp-workers "$WORKERS" "${extra[@]}" \
         > "$TMP/$name.out" 2> "$TMP/$name.log" &
     track "$name" $! "$port" "$TMP/$name.log"
@@ -299,6 +305,12 @@ SERVER_LIST=(pooldns)
 if [ "$SCALING" != 0 ]; then
     start_pooldns "pd-$SCALING" "$TMP/feed-small.json"
     SERVER_LIST+=("pd-$SCALING")
+fi
+if [ "$ZONES" = 1 ]; then
+    grep -q '^mode = "plan"' "$CONFIG" || die "$CONFIG is not in plan mode: nothing to compare"
+    sed 's/^mode = "plan"/mode = "zones"/' "$CONFIG" > "$TMP/zones.toml"
+    start_pooldns pd-zones "$TMP/feed.json" "$TMP/zones.toml"
+    SERVER_LIST+=(pd-zones)
 fi
 if [ "$COMPARE" = 1 ]; then
     log "static zone for NSD and Knot: $(python3 "$LB" zone --feed "$TMP/feed-a.json" \

@@ -45,6 +45,27 @@ pub enum ConfigError {
     },
 }
 
+/// `[balance]`: how a client's answers are spread over the pool (DESIGN §3.1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Balance {
+    /// Zones or plan.
+    pub mode: BalanceMode,
+    /// The cap on any server's expected load per unit of net speed, as a multiple of the
+    /// pool-wide fair load (≥ 1).
+    pub max_load: f64,
+    /// The demand file: queries per client country and family.
+    pub demand: Option<ConfiguredPath>,
+}
+
+/// How the apex, numbered, vendor and country names choose their servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BalanceMode {
+    /// The client's country, else its continent, else the whole pool.
+    Zones,
+    /// The serving plan: sources drawn per client country.
+    Plan,
+}
+
 /// Where AAAA records are served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AaaaPolicy {
@@ -129,6 +150,12 @@ pub struct ZoneConfig {
     pub records: usize,
     /// Minimum score of an eligible server.
     pub min_score: f64,
+    /// Score from which a server gets its full net speed as weight; between `min_score`
+    /// and this, the weight grows linearly from 0 (a ramp, so a server that just became
+    /// eligible does not get its whole share at once). Equal to `min_score`: no ramp.
+    pub full_weight_score: f64,
+    /// How answers are spread over the pool: strict zones or the serving plan.
+    pub balance: Balance,
     /// How many numbered names (`0`…`numbered-1`).
     pub numbered: u8,
     /// Where AAAA is served.
@@ -202,6 +229,31 @@ pub mod schema {
         /// DNS cookies.
         #[serde(default)]
         pub cookies: Cookies,
+        /// The serving plan.
+        #[serde(default)]
+        pub balance: Balance,
+    }
+
+    /// `[balance]`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Balance {
+        /// "zones" or "plan".
+        pub mode: String,
+        /// Cap on load per unit of net speed, as a multiple of the fair load.
+        pub max_load: f64,
+        /// Demand file, relative to the configuration file.
+        pub demand: Option<String>,
+    }
+
+    impl Default for Balance {
+        fn default() -> Self {
+            Balance {
+                mode: "zones".to_owned(),
+                max_load: 1.5,
+                demand: None,
+            }
+        }
     }
 
     /// `[identity]`: each value is text, "auto" (the machine's hostname / our version) or
@@ -284,6 +336,8 @@ pub mod schema {
         pub records: usize,
         /// Minimum score.
         pub min_score: f64,
+        /// Score of full weight (default: `min_score`, no ramp).
+        pub full_weight_score: Option<f64>,
         /// Numbered names.
         pub numbered: u8,
         /// "everywhere" or "only-N".
@@ -300,6 +354,7 @@ pub mod schema {
                 ttl: 150,
                 records: 4,
                 min_score: 10.0,
+                full_weight_score: None,
                 numbered: 4,
                 aaaa: "only-2".to_owned(),
                 rotation: 3600,
@@ -428,6 +483,33 @@ impl Checker<'_> {
         if !a.min_score.is_finite() {
             return Err(self.invalid("answers.min_score", "must be a number"));
         }
+        let full_weight_score = a.full_weight_score.unwrap_or(a.min_score);
+        if !full_weight_score.is_finite() || full_weight_score < a.min_score {
+            return Err(self.invalid(
+                "answers.full_weight_score",
+                format!(
+                    "{full_weight_score} must be a number no lower than min_score ({})",
+                    a.min_score
+                ),
+            ));
+        }
+        let b = &file.balance;
+        let mode = match b.mode.as_str() {
+            "zones" => BalanceMode::Zones,
+            "plan" => BalanceMode::Plan,
+            other => {
+                return Err(self.invalid(
+                    "balance.mode",
+                    format!("{other:?} is neither \"zones\" nor \"plan\""),
+                ));
+            }
+        };
+        if !b.max_load.is_finite() || b.max_load < 1.0 {
+            return Err(self.invalid(
+                "balance.max_load",
+                format!("{} must be a number of at least 1", b.max_load),
+            ));
+        }
         if a.rotation == 0 {
             return Err(self.invalid("answers.rotation", "must be at least 1 second"));
         }
@@ -537,6 +619,15 @@ impl Checker<'_> {
             answer_ttl: a.ttl,
             records: a.records,
             min_score: a.min_score,
+            full_weight_score,
+            balance: Balance {
+                mode,
+                max_load: b.max_load,
+                demand: b
+                    .demand
+                    .clone()
+                    .map(|written| ConfiguredPath::new(self.path, written)),
+            },
             numbered: a.numbered,
             aaaa,
             rotation: Duration::from_secs(a.rotation),

@@ -524,6 +524,9 @@ fn input_boxes(reload: &ReloadStatus, now: SystemTime) -> String {
     let mut html = String::from("<div id=\"inputs\">");
     for input in Input::ALL {
         let status = reload.input(input);
+        if status.ok.load(Ordering::Relaxed) + status.refused.load(Ordering::Relaxed) == 0 {
+            continue; // not an input of this server (no demand file)
+        }
         let good = last_good(reload, input);
         let good_text = match &good {
             Some((when, from)) => format!(

@@ -40,6 +40,9 @@ enum Command {
     Check(InputArgs),
     /// Show how a query for NAME from ADDR would be answered (offline).
     Explain(ExplainArgs),
+    /// Print the serving plan: per family, loads and locality in zones mode and in plan
+    /// mode side by side, where each client country's answers go, the most loaded servers.
+    Plan(PlanArgs),
     /// Ask the running server to reload its inputs, as SIGHUP does, and print the outcome.
     /// Talks to the server's HTTP listener, which accepts this from loopback only.
     Reload(ReloadArgs),
@@ -69,6 +72,15 @@ struct DemandArgs {
 }
 
 #[derive(clap::Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    inputs: InputArgs,
+    /// "text" for people, "json" for programs.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    format: String,
+}
+
+#[derive(clap::Args)]
 struct ReloadArgs {
     /// The running server's HTTP address (its --http).
     #[arg(long, default_value = "127.0.0.1:8053")]
@@ -90,6 +102,10 @@ struct InputArgs {
     /// Country GeoIP database; default: the configuration's `geoip`.
     #[arg(long)]
     geoip: Option<PathBuf>,
+    /// The plan's demand file (JSON, queries per client country and family); default:
+    /// the configuration's `balance.demand`, else the GeoIP database's address space.
+    #[arg(long)]
+    demand: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -124,6 +140,10 @@ struct ServeArgs {
     /// the bundled data/dbip-country.mmdb.
     #[arg(long)]
     geoip: Option<PathBuf>,
+    /// The plan's demand file (watched, reloaded on change); default: the
+    /// configuration's `balance.demand`, else the GeoIP database's address space.
+    #[arg(long)]
+    demand: Option<PathBuf>,
     /// Directory for what the server keeps between runs: the last good feed (served after
     /// a restart while the feed's source is down or broken) and the shrink guard's history.
     /// Created when missing; "none" keeps nothing.
@@ -182,6 +202,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain(args),
         Command::Reload(args) => reload(args),
         Command::Demand(args) => demand(args),
+        Command::Plan(args) => plan(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -205,6 +226,7 @@ fn load(args: InputArgs) -> anyhow::Result<Reloader> {
         config: args.config,
         feed: args.feed,
         geoip: args.geoip,
+        demand: args.demand,
         // check and explain read the inputs as they are and keep nothing.
         ..Sources::default()
     })?)
@@ -243,6 +265,23 @@ fn explain(args: ExplainArgs) -> anyhow::Result<()> {
         "{}",
         pooldns::report::explain(&table, args.ip, &args.name, qtype)?
     );
+    Ok(())
+}
+
+fn plan(args: PlanArgs) -> anyhow::Result<()> {
+    let reloader = load(args.inputs)?;
+    let table = reloader.table().load_full();
+    if table.plan.is_none() {
+        anyhow::bail!(
+            "{}: balance.mode is \"zones\": there is no plan to show (set mode = \"plan\")",
+            table.config.path.display()
+        );
+    }
+    if args.format == "json" {
+        println!("{}", pooldns::report::plan_json(&table));
+    } else {
+        print!("{}", pooldns::report::plan_text(&table));
+    }
     Ok(())
 }
 
@@ -320,6 +359,7 @@ async fn serve_in_runtime(args: ServeArgs) -> anyhow::Result<()> {
         feed: args.feed,
         geoip: args.geoip,
         state: (args.state_dir.as_os_str() != "none").then_some(args.state_dir),
+        demand: args.demand,
         accept_shrink: args.accept_shrink,
     };
     let poll = PollOptions::every(std::time::Duration::from_secs(args.feed_interval));

@@ -28,6 +28,7 @@ use crate::feed::source::{Fetched, Fetcher, Polled, Poller};
 use crate::feed::{self, Feed, FeedError, FeedSource, PollOptions};
 use crate::geo::{GeoDb, GeoError};
 use crate::guard::ShrinkGuard;
+use crate::plan::demand::{Demand, DemandError};
 use crate::server::SharedTable;
 use crate::state::StateDir;
 use crate::table::{Family, Names, Table, epoch_at};
@@ -49,6 +50,8 @@ pub struct Sources {
     /// Accept a first feed that drops more than half of the eligible servers of the
     /// history kept in `state` (`serve --accept-shrink`).
     pub accept_shrink: bool,
+    /// The plan's demand file; None = the one the configuration names, if any.
+    pub demand: Option<PathBuf>,
 }
 
 /// The GeoIP database used when neither the command line nor the configuration names one.
@@ -108,6 +111,9 @@ pub enum LoadError {
     /// The state directory cannot be used.
     #[error("{0}")]
     State(String),
+    /// The demand file.
+    #[error(transparent)]
+    Demand(#[from] DemandError),
 }
 
 impl LoadError {
@@ -119,6 +125,7 @@ impl LoadError {
                 Input::Feed
             }
             LoadError::Geo(_) | LoadError::ConfiguredGeo { .. } => Input::Geoip,
+            LoadError::Demand(_) => Input::Demand,
         }
     }
 }
@@ -130,6 +137,8 @@ struct Inputs {
     names: Arc<Names>,
     geo: Arc<GeoDb>,
     feed: Arc<Feed>,
+    /// The demand file's, when there is one (else the plan uses the GeoIP prior).
+    demand: Option<Arc<Demand>>,
 }
 
 /// Owns the inputs and publishes tables. Clone-free: one reloader per server.
@@ -233,11 +242,13 @@ pub enum Input {
     Config,
     /// The GeoIP database.
     Geoip,
+    /// The demand file of the serving plan.
+    Demand,
 }
 
 impl Input {
     /// Every input, in the order reports list them.
-    pub const ALL: [Input; 3] = [Input::Feed, Input::Config, Input::Geoip];
+    pub const ALL: [Input; 4] = [Input::Feed, Input::Config, Input::Geoip, Input::Demand];
 
     /// The label in metrics and `/status`.
     pub fn label(self) -> &'static str {
@@ -245,6 +256,7 @@ impl Input {
             Input::Feed => "feed",
             Input::Config => "config",
             Input::Geoip => "geoip",
+            Input::Demand => "demand",
         }
     }
 
@@ -254,6 +266,7 @@ impl Input {
             Input::Feed => "Feed",
             Input::Config => "Zone configuration",
             Input::Geoip => "GeoIP database",
+            Input::Demand => "Demand",
         }
     }
 }
@@ -275,8 +288,8 @@ pub struct InputStatus {
 /// What the reloader has done, per input, shared with the HTTP side.
 #[derive(Debug, Default)]
 pub struct ReloadStatus {
-    /// Feed, configuration and GeoIP database, in [`Input::ALL`] order.
-    inputs: [InputStatus; 3],
+    /// Feed, configuration, GeoIP database and demand, in [`Input::ALL`] order.
+    inputs: [InputStatus; 4],
     /// The last refusal of any input, kept after the input loads again: when, which and
     /// why.
     last_refusal: Mutex<Option<(SystemTime, Input, String)>>,
@@ -352,7 +365,8 @@ impl Changed {
     const FEED: Changed = Changed(1);
     const CONFIG: Changed = Changed(2);
     const GEOIP: Changed = Changed(4);
-    const ALL: Changed = Changed(7);
+    const DEMAND: Changed = Changed(8);
+    const ALL: Changed = Changed(15);
 
     fn has(self, input: Changed) -> bool {
         self.0 & input.0 != 0
@@ -393,6 +407,22 @@ fn geo_path(sources: &Sources, config: &ZoneConfig) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_GEOIP))
 }
 
+/// The demand file to use: the command line's, else the configuration's; None = none.
+fn demand_path(sources: &Sources, config: &ZoneConfig) -> Option<PathBuf> {
+    sources
+        .demand
+        .clone()
+        .or_else(|| config.balance.demand.as_ref().map(|d| d.path.clone()))
+}
+
+/// Loads the demand file, if there is one.
+fn load_demand(sources: &Sources, config: &ZoneConfig) -> Result<Option<Arc<Demand>>, LoadError> {
+    match demand_path(sources, config) {
+        Some(path) => Ok(Some(Arc::new(crate::plan::demand::load_file(&path)?))),
+        None => Ok(None),
+    }
+}
+
 /// Opens the database [`geo_path`] names; an error names the configuration key when the
 /// path came from there.
 fn open_geo(sources: &Sources, config: &ZoneConfig) -> Result<GeoDb, LoadError> {
@@ -422,6 +452,7 @@ impl Reloader {
     pub fn load_with(sources: Sources, poll: PollOptions) -> Result<Reloader, LoadError> {
         let (config, names) = load_config(&sources.config)?;
         let geo = Arc::new(open_geo(&sources, &config)?);
+        let demand = load_demand(&sources, &config)?;
         let state = match &sources.state {
             Some(dir) => Some(StateDir::open(dir).map_err(|e| LoadError::State(e.to_string()))?),
             None => None,
@@ -464,6 +495,7 @@ impl Reloader {
             names: Arc::clone(&names),
             geo: Arc::clone(&geo),
             feed: Arc::new(feed),
+            demand: demand.clone(),
         };
         // The feed to serve, and why the source's own was refused, if it was.
         let (inputs, table, refusal) = match fetched {
@@ -509,6 +541,9 @@ impl Reloader {
         status.loaded_feed(&inputs.feed);
         status.loaded(Input::Config, &sources.config.display().to_string());
         status.loaded(Input::Geoip, &inputs.geo.path.display().to_string());
+        if let Some(path) = demand_path(&sources, &inputs.config) {
+            status.loaded(Input::Demand, &path.display().to_string());
+        }
         let mut reloader = Reloader {
             sources,
             feed_source,
@@ -652,7 +687,9 @@ impl Reloader {
         match self.feed_source {
             FeedSource::File(_) => self.reload(Changed::ALL),
             FeedSource::Url(_) => {
-                let inputs = self.reload(Changed(Changed::CONFIG.0 | Changed::GEOIP.0));
+                let inputs = self.reload(Changed(
+                    Changed::CONFIG.0 | Changed::GEOIP.0 | Changed::DEMAND.0,
+                ));
                 let feed = self.reload_feed();
                 inputs.and(feed)
             }
@@ -694,6 +731,16 @@ impl Reloader {
                 Ok(geo) => {
                     candidate.geo = Arc::new(geo);
                     loaded.push(Input::Geoip);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        // A new configuration may name another demand file.
+        if what.has(Changed::DEMAND) || loaded.contains(&Input::Config) {
+            match load_demand(&self.sources, &candidate.config) {
+                Ok(demand) => {
+                    candidate.demand = demand;
+                    loaded.push(Input::Demand);
                 }
                 Err(e) => errors.push(e),
             }
@@ -817,6 +864,13 @@ impl Reloader {
                     self.status
                         .loaded(Input::Geoip, &candidate.geo.path.display().to_string());
                 }
+                Input::Demand => {
+                    if let Some(path) = demand_path(&self.sources, &candidate.config) {
+                        tracing::info!("{}: demand loaded", path.display());
+                        self.status
+                            .loaded(Input::Demand, &path.display().to_string());
+                    }
+                }
             }
         }
         self.inputs = candidate;
@@ -912,6 +966,9 @@ impl Reloader {
             (Changed::CONFIG, self.sources.config.clone()),
             (Changed::GEOIP, self.inputs.geo.path.clone()),
         ];
+        if let Some(path) = demand_path(&self.sources, &self.inputs.config) {
+            files.push((Changed::DEMAND, path));
+        }
         if let FeedSource::File(path) = &self.feed_source {
             files.push((Changed::FEED, path.clone()));
         }
@@ -1017,11 +1074,12 @@ fn build(inputs: &Inputs, clock: &Clock) -> Table {
     let rotation = inputs.config.rotation;
     let mut epoch = epoch_at(clock.now(), rotation);
     for _ in 0..3 {
-        let table = Table::build(
+        let table = Table::build_with(
             Arc::clone(&inputs.config),
             Arc::clone(&inputs.names),
             Arc::clone(&inputs.geo),
             &inputs.feed,
+            inputs.demand.as_deref(),
             epoch,
         );
         let now = epoch_at(clock.now(), rotation);
@@ -1035,11 +1093,12 @@ fn build(inputs: &Inputs, clock: &Clock) -> Table {
         );
         epoch = now;
     }
-    Table::build(
+    Table::build_with(
         Arc::clone(&inputs.config),
         Arc::clone(&inputs.names),
         Arc::clone(&inputs.geo),
         &inputs.feed,
+        inputs.demand.as_deref(),
         epoch,
     )
 }
@@ -1097,6 +1156,7 @@ fn log_table(table: &Table, feed: &Feed, what: &str) {
         serial = table.serial,
         load_ms = feed.load_time.as_secs_f64() * 1e3,
         build_ms = table.build_time.as_secs_f64() * 1e3,
+        plan_ms = table.plan_time.as_secs_f64() * 1e3,
         "{what}"
     );
 }

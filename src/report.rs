@@ -8,6 +8,7 @@ use crate::answer::{self, Client};
 use crate::config::AaaaPolicy;
 use crate::continent::{self, Continent};
 use crate::name;
+use crate::plan::Source;
 use crate::table::{Family, Table, Target, ZoneId};
 use crate::wire::rtype;
 
@@ -213,6 +214,22 @@ pub fn explain(table: &Table, ip: IpAddr, qname: &str, qtype: u16) -> Result<Str
             return Ok(out);
         }
     }
+    let client = match pool.target {
+        Target::Geo => Some(region.country),
+        Target::Country(c) => Some(Some(c)),
+        Target::Continent(_) => None,
+    };
+    if let (Some(plans), Some(client)) = (&table.plan, client) {
+        explain_plan(
+            table,
+            &plans[family as usize],
+            family,
+            pool.number,
+            client,
+            &mut out,
+        );
+        return Ok(out);
+    }
     let region = if pool.target == Target::Geo {
         region
     } else {
@@ -260,7 +277,11 @@ pub fn explain(table: &Table, ip: IpAddr, qname: &str, qtype: u16) -> Result<Str
             &sets.all
         }
         Some(_) => {
-            let _ = writeln!(out, "subset  the zone is too small to split: every server");
+            let _ = writeln!(
+                out,
+                "subset  the zone is not split (fewer than 8 servers, or no split keeps every \
+                 server's share within 10 %): every server"
+            );
             &sets.all
         }
         None => &sets.all,
@@ -312,6 +333,367 @@ fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
             };
             IpAddr::V6((bits & m).into())
         }
+    }
+}
+
+/// The plan part of `explain`: the client country's sources with their shares, and each
+/// candidate's probability of being in an answer over all of them.
+fn explain_plan(
+    table: &Table,
+    plan: &crate::plan::FamilyPlan,
+    family: Family,
+    number: Option<u8>,
+    client: Option<u16>,
+    out: &mut String,
+) {
+    let row = plan.row(client);
+    let mut sources: Vec<(Source, f64)> = row.shares().to_vec();
+    sources.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let listed: Vec<String> = sources
+        .iter()
+        .map(|&(s, share)| format!("{} {:.1} %", source_label(table, s), share * 100.0))
+        .collect();
+    let _ = writeln!(
+        out,
+        "plan    clients in {} get answers from {} (balance.mode = \"plan\", max_load {})",
+        client.map_or("an unknown country", |c| table
+            .zone_label(ZoneId::Country(c))),
+        listed.join(", "),
+        table.config.balance.max_load
+    );
+    if let Some(n) = number {
+        let _ = writeln!(out, "subset  {n} of each source (epoch {})", table.epoch);
+    }
+    let mut probability: std::collections::BTreeMap<u32, f64> = Default::default();
+    for &(source, share) in &sources {
+        let zone = match source {
+            Source::Country(c) => ZoneId::Country(c),
+            Source::Global => ZoneId::Global,
+        };
+        let sampler = table.sampler(zone, family, number);
+        for (&m, &p) in sampler.members().iter().zip(sampler.inclusion()) {
+            *probability.entry(m).or_default() += share * p;
+        }
+    }
+    let _ = writeln!(
+        out,
+        "answer  {} servers per answer from {} candidates, each with this probability of being \
+         in an answer (answers from a source of fewer servers are filled from the whole pool; \
+         not counted here):",
+        table.config.records.min(table.eligible(family)),
+        probability.len()
+    );
+    let mut rows: Vec<(f64, u32)> = probability.into_iter().map(|(m, p)| (p, m)).collect();
+    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for (p, m) in rows {
+        let member = &table.members[m as usize];
+        let _ = writeln!(
+            out,
+            "  {:>7.3} %  id {:<8} {:<40} {:>10} kbit/s",
+            p * 100.0,
+            member.id,
+            member.ip,
+            member.netspeed
+        );
+    }
+}
+
+/// Loads per server of one family under one way of answering: each server's expected
+/// records ÷ its fair share, with the summary numbers `plan` prints.
+#[derive(Debug, Clone, Default)]
+pub struct LoadSummary {
+    /// Expected load ÷ fair, by member id (members of the family only).
+    pub ratios: Vec<(u32, f64)>,
+    /// Share of the demand answered in the client's country.
+    pub in_country: f64,
+    /// Share answered within the client's continent.
+    pub in_continent: f64,
+}
+
+impl LoadSummary {
+    /// The ratio at quantile `q` (0 … 1) of the servers.
+    pub fn quantile(&self, q: f64) -> f64 {
+        let mut v: Vec<f64> = self.ratios.iter().map(|&(_, r)| r).collect();
+        v.sort_by(f64::total_cmp);
+        if v.is_empty() {
+            return 0.0;
+        }
+        let i = ((v.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+        v[i]
+    }
+}
+
+/// The plan's loads for a family: None unless the table is in plan mode.
+pub fn plan_loads(table: &Table, family: Family) -> Option<LoadSummary> {
+    let plan = &table.plan.as_ref()?[family as usize];
+    let members = table.zone(ZoneId::Global, family).all.members();
+    Some(LoadSummary {
+        ratios: members
+            .iter()
+            .map(|&m| (m, plan.expected.get(m as usize).copied().unwrap_or(0.0)))
+            .collect(),
+        in_country: plan.in_country,
+        in_continent: plan.in_continent,
+    })
+}
+
+/// The loads strict zones would give for the same demand: each client country's demand
+/// goes to the first zone of its chain (country, continent, global) with servers.
+pub fn zones_loads(table: &Table, family: Family, demand: &[f64]) -> LoadSummary {
+    let global = &table.zone(ZoneId::Global, family).all;
+    let total_weight: f64 = global
+        .members()
+        .iter()
+        .map(|&m| f64::from(table.members[m as usize].weight))
+        .sum();
+    let records = table.config.records.min(global.len()) as f64;
+    let total_demand: f64 = demand.iter().sum();
+    let mut load = vec![0.0; table.members.len()];
+    let (mut in_country, mut in_continent) = (0.0, 0.0);
+    for (c, &d) in demand.iter().enumerate() {
+        if d <= 0.0 {
+            continue;
+        }
+        let country = c as u16;
+        let region = crate::table::Region {
+            country: Some(country),
+            continent: table.continent_of(country),
+        };
+        let chain = table.chain(Target::Geo, region);
+        let Some(zone) = chain
+            .zones()
+            .find(|&z| !table.zone(z, family).all.is_empty())
+        else {
+            continue;
+        };
+        match zone {
+            ZoneId::Country(_) => {
+                in_country += d;
+                in_continent += d;
+            }
+            ZoneId::Continent(_) => in_continent += d,
+            ZoneId::Global => {}
+        }
+        let set = &table.zone(zone, family).all;
+        for (&m, &p) in set.members().iter().zip(set.inclusion()) {
+            load[m as usize] += d * p;
+        }
+    }
+    let fair = records * total_demand / total_weight.max(1.0);
+    LoadSummary {
+        ratios: global
+            .members()
+            .iter()
+            .map(|&m| {
+                let w = f64::from(table.members[m as usize].weight);
+                (m, load[m as usize] / (fair * w).max(f64::MIN_POSITIVE))
+            })
+            .collect(),
+        in_country: in_country / total_demand.max(f64::MIN_POSITIVE),
+        in_continent: in_continent / total_demand.max(f64::MIN_POSITIVE),
+    }
+}
+
+/// `pooldns plan` as text: per family, zones mode and plan mode side by side, the client
+/// countries and where their answers go, and the most loaded servers.
+pub fn plan_text(table: &Table) -> String {
+    let mut out = String::new();
+    let Some(plans) = &table.plan else {
+        let _ = writeln!(
+            out,
+            "{}: balance.mode is \"zones\": there is no plan (set mode = \"plan\")",
+            table.config.path.display()
+        );
+        return out;
+    };
+    for family in [Family::V4, Family::V6] {
+        let plan = &plans[family as usize];
+        let name = if family == Family::V4 { "IPv4" } else { "IPv6" };
+        let servers = table.eligible(family);
+        let _ = writeln!(out, "{name}: {servers} eligible servers");
+        if servers == 0 {
+            let _ = writeln!(out);
+            continue;
+        }
+        let planned = plan_loads(table, family).unwrap_or_default();
+        let zoned = zones_loads(table, family, &plan.demand);
+        let _ = writeln!(
+            out,
+            "  demand {}; load = expected records ÷ the server's fair share (fair = 1); cap {}",
+            match (plan.demand_known, table.demand_from_file) {
+                (true, true) => "from the demand file",
+                (true, false) => "from the GeoIP database's address space (no demand file)",
+                (false, _) => "unknown: assumed in proportion to net speed",
+            },
+            table.config.balance.max_load
+        );
+        let _ = writeln!(out, "  {:<14} {:>10} {:>10}", "", "zones", "plan");
+        for (label, q) in [("max load", 1.0), ("p99", 0.99), ("p50", 0.5), ("min", 0.0)] {
+            let _ = writeln!(
+                out,
+                "  {label:<14} {:>9.2}× {:>9.2}×",
+                zoned.quantile(q),
+                planned.quantile(q)
+            );
+        }
+        for (label, z, p) in [
+            ("in-country", zoned.in_country, planned.in_country),
+            ("in-continent", zoned.in_continent, planned.in_continent),
+            (
+                "elsewhere",
+                (1.0 - zoned.in_continent).max(0.0),
+                (1.0 - planned.in_continent).max(0.0),
+            ),
+        ] {
+            let _ = writeln!(out, "  {label:<14} {:>9.1}% {:>9.1}%", z * 100.0, p * 100.0);
+        }
+        let mut clients: Vec<usize> = (0..plan.demand.len())
+            .filter(|&c| plan.demand[c] > 0.0)
+            .collect();
+        clients.sort_by(|&a, &b| plan.demand[b].total_cmp(&plan.demand[a]));
+        let _ = writeln!(
+            out,
+            "  {:<4} {:>8} {:>9}  answers from",
+            "cc", "demand", "capacity"
+        );
+        for c in clients {
+            let row = plan.row(Some(c as u16));
+            let mut sources: Vec<(Source, f64)> = row.shares().to_vec();
+            sources.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let listed: Vec<String> = sources
+                .iter()
+                .take(6)
+                .map(|&(s, share)| format!("{} {:.1}%", source_label(table, s), share * 100.0))
+                .collect();
+            let more = sources.len().saturating_sub(6);
+            let _ = writeln!(
+                out,
+                "  {:<4} {:>7.2}% {:>8.2}%  {}{}",
+                table.zone_label(ZoneId::Country(c as u16)),
+                plan.demand[c] * 100.0,
+                plan.capacity.get(c).copied().unwrap_or(0.0) * 100.0,
+                listed.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            );
+        }
+        let mut top = planned.ratios.clone();
+        top.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let _ = writeln!(out, "  most loaded servers (plan):");
+        for &(m, r) in top.iter().take(10) {
+            let member = &table.members[m as usize];
+            let _ = writeln!(
+                out,
+                "    {r:>6.2}×  id {:<8} {:<40} {:>10} kbit/s",
+                member.id, member.ip, member.netspeed
+            );
+        }
+        let _ = writeln!(out);
+    }
+    out
+}
+
+/// `pooldns plan --format json` (the form is in README).
+pub fn plan_json(table: &Table) -> serde_json::Value {
+    let mut root = serde_json::Map::new();
+    let Some(plans) = &table.plan else {
+        return serde_json::Value::Object(root);
+    };
+    for family in [Family::V4, Family::V6] {
+        let plan = &plans[family as usize];
+        let planned = plan_loads(table, family).unwrap_or_default();
+        let zoned = zones_loads(table, family, &plan.demand);
+        let global = table.zone(ZoneId::Global, family);
+        let mbps = global.netspeed as f64 / 1000.0;
+        let summary = |l: &LoadSummary| {
+            serde_json::json!({
+                "in_country": l.in_country,
+                "in_continent": l.in_continent,
+                "max": l.quantile(1.0),
+                "p99": l.quantile(0.99),
+                "p50": l.quantile(0.5),
+                "min": l.quantile(0.0),
+            })
+        };
+        let servers: serde_json::Map<String, serde_json::Value> = planned
+            .ratios
+            .iter()
+            .map(|&(m, r)| {
+                (
+                    table.members[m as usize].id.to_string(),
+                    serde_json::json!(r),
+                )
+            })
+            .collect();
+        let countries: serde_json::Map<String, serde_json::Value> = (0..plan.demand.len())
+            .filter(|&c| plan.demand[c] > 0.0 || plan.capacity.get(c).is_some_and(|&x| x > 0.0))
+            .map(|c| {
+                let country = c as u16;
+                let continent = table.continent_of(country);
+                let shares = plan.row(Some(country)).shares();
+                let own: f64 = shares
+                    .iter()
+                    .filter(|&&(s, _)| s == Source::Country(country))
+                    .map(|&(_, x)| x)
+                    .sum();
+                let near: f64 = shares
+                    .iter()
+                    .filter(|&&(s, _)| match s {
+                        Source::Country(x) => table.continent_of(x) == continent,
+                        Source::Global => false,
+                    })
+                    .map(|&(_, x)| x)
+                    .sum();
+                let sources: serde_json::Map<String, serde_json::Value> = shares
+                    .iter()
+                    .map(|&(s, x)| (source_label(table, s).to_owned(), serde_json::json!(x)))
+                    .collect();
+                (
+                    table.zone_label(ZoneId::Country(country)).to_owned(),
+                    serde_json::json!({
+                        "demand": plan.demand[c],
+                        "capacity": plan.capacity.get(c).copied().unwrap_or(0.0),
+                        "in_country": own,
+                        "in_continent": near,
+                        "sources": sources,
+                    }),
+                )
+            })
+            .collect();
+        root.insert(
+            family_key(family).to_owned(),
+            serde_json::json!({
+                "fair": if mbps > 0.0 { 1.0 / mbps } else { 0.0 },
+                "max_load": table.config.balance.max_load,
+                "demand_known": plan.demand_known,
+                "in_country": plan.in_country,
+                "in_continent": plan.in_continent,
+                "overflow": plan.overflow,
+                "plan": summary(&planned),
+                "zones": summary(&zoned),
+                "servers": servers,
+                "countries": countries,
+            }),
+        );
+    }
+    serde_json::Value::Object(root)
+}
+
+fn family_key(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "v4",
+        Family::V6 => "v6",
+    }
+}
+
+/// A source as text: a country code or the global zone's label.
+pub fn source_label(table: &Table, source: Source) -> &'static str {
+    match source {
+        Source::Country(c) => table.zone_label(ZoneId::Country(c)),
+        Source::Global => table.zone_label(ZoneId::Global),
     }
 }
 

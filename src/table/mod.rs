@@ -15,10 +15,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rand::rngs::{SmallRng, StdRng};
 use rand::{RngExt, SeedableRng};
 
-use crate::config::{AaaaPolicy, ZoneConfig};
+use crate::config::{AaaaPolicy, BalanceMode, ZoneConfig};
 use crate::continent::{self, Continent};
 use crate::feed::{Feed, Skipped};
 use crate::geo::GeoDb;
+use crate::plan::demand::Demand;
+use crate::plan::{FamilyInputs, FamilyPlan, SetView, Source};
 use crate::select::{Picks, Sampler};
 use crate::wire::rtype;
 
@@ -78,8 +80,11 @@ pub struct Member {
     pub id: u64,
     /// Address.
     pub ip: IpAddr,
-    /// Net speed (weight), kbit/s.
+    /// Net speed, kbit/s, as the feed gives it.
     pub netspeed: u32,
+    /// Its weight in the samplers: the net speed, scaled down on the score ramp below
+    /// `answers.full_weight_score` (never 0: a server of weight 0 is not a member).
+    pub weight: u32,
 }
 
 /// The servers of one pool zone and family, ready for picking.
@@ -126,6 +131,10 @@ pub struct Table {
     pub members: Box<[Member]>,
     /// Per family, per zone index.
     zones: [Box<[ZoneSets]>; 2],
+    /// The serving plan, per family, in plan mode.
+    pub plan: Option<Box<[FamilyPlan; 2]>>,
+    /// Where the plan's demand came from: a demand file, or the GeoIP prior.
+    pub demand_from_file: bool,
     /// Canonical country index of each two-letter code (aliases applied), indexed by
     /// (first letter)·26 + second letter.
     country_index: Box<[Option<u16>]>,
@@ -147,6 +156,9 @@ pub struct Table {
     pub built_at: SystemTime,
     /// How long the build took.
     pub build_time: Duration,
+    /// How long the plan took, of that (the demand prior included the first time a
+    /// GeoIP database is used).
+    pub plan_time: Duration,
 }
 
 /// The CHAOS TXT records, rendered.
@@ -181,7 +193,7 @@ fn build_zone_sets(
         let ids = &zone_members[family as usize][zone];
         let split_family =
             !(family == Family::V6 && matches!(config.aaaa, AaaaPolicy::OnlyNumbered(_)));
-        let weights: Vec<u32> = ids.iter().map(|&i| members[i as usize].netspeed).collect();
+        let weights: Vec<u32> = ids.iter().map(|&i| members[i as usize].weight).collect();
         let netspeed = weights.iter().map(|&w| u64::from(w)).sum();
         // Keyed by feed id, not position: instances may read the feed in different orders.
         let feed_ids: Vec<u64> = ids.iter().map(|&i| members[i as usize].id).collect();
@@ -261,11 +273,25 @@ pub fn epoch_at(now: SystemTime, rotation: Duration) -> u64 {
 
 impl Table {
     /// Builds a table. Servers below the minimum score or with net speed 0 are left out.
+    /// In plan mode the plan takes the GeoIP database's address-space prior as demand.
     pub fn build(
         config: Arc<ZoneConfig>,
         names: Arc<Names>,
         geo: Arc<GeoDb>,
         feed: &Feed,
+        epoch: u64,
+    ) -> Table {
+        Self::build_with(config, names, geo, feed, None, epoch)
+    }
+
+    /// [`Table::build`] with the demand the plan is made for (a demand file's); None
+    /// takes the GeoIP database's address-space prior.
+    pub fn build_with(
+        config: Arc<ZoneConfig>,
+        names: Arc<Names>,
+        geo: Arc<GeoDb>,
+        feed: &Feed,
+        demand: Option<&Demand>,
         epoch: u64,
     ) -> Table {
         let started = Instant::now();
@@ -277,6 +303,10 @@ impl Table {
             [vec![Vec::new(); zone_count], vec![Vec::new(); zone_count]];
         for server in &feed.servers {
             if server.netspeed == 0 || server.score < config.min_score {
+                continue;
+            }
+            let weight = ramped_weight(server.netspeed, server.score, &config);
+            if weight == 0 {
                 continue;
             }
             let Ok(id) = u32::try_from(members.len()) else {
@@ -309,10 +339,28 @@ impl Table {
                 id: server.id,
                 ip: server.ip,
                 netspeed: server.netspeed,
+                weight,
             });
         }
 
         let zones = build_zone_sets(&config, &members, &zone_members, epoch);
+        let plan_started = Instant::now();
+        let plan = match config.balance.mode {
+            BalanceMode::Zones => None,
+            BalanceMode::Plan => {
+                let prior;
+                let demand = match demand {
+                    Some(d) => d,
+                    None => {
+                        prior = crate::plan::demand::prior(&geo);
+                        &prior
+                    }
+                };
+                let by_index = demand_by_index(demand, &country_index);
+                Some(Box::new(build_plan(&config, &members, &zones, &by_index)))
+            }
+        };
+        let plan_time = plan_started.elapsed();
 
         let now = SystemTime::now();
         let serial = feed.serial.unwrap_or_else(|| {
@@ -345,6 +393,8 @@ impl Table {
             epoch,
             members: members.into_boxed_slice(),
             zones,
+            plan,
+            demand_from_file: demand.is_some(),
             country_index,
             countries: continent::countries().collect(),
             soa,
@@ -361,6 +411,7 @@ impl Table {
             },
             built_at: now,
             build_time: started.elapsed(),
+            plan_time,
         }
     }
 
@@ -372,6 +423,12 @@ impl Table {
     /// Eligible servers of a family (the size of the global zone).
     pub fn eligible(&self, family: Family) -> usize {
         self.zone(ZoneId::Global, family).all.len()
+    }
+
+    /// The sampler a name uses in a zone: its numbered subset when it has a number and
+    /// the zone is split, else the whole zone.
+    pub fn sampler(&self, zone: ZoneId, family: Family, number: Option<u8>) -> &Sampler {
+        sets_for(self.zone(zone, family), number)
     }
 
     /// The zone's label ("@" for global, "europe", "de").
@@ -422,6 +479,8 @@ impl Table {
 
     /// Picks servers for a pool name: the first zone of the chain with an eligible server
     /// of the family, then its numbered subset (or the whole zone). Returns the zone used.
+    /// In plan mode the apex, numbered, vendor and country names draw their zone from the
+    /// plan's row for the client's country (for a country name, that country) instead.
     pub fn pick<R: rand::Rng + ?Sized>(
         &self,
         pool: PoolName,
@@ -429,6 +488,16 @@ impl Table {
         region: Region,
         rng: &mut R,
     ) -> Option<(ZoneId, Picks)> {
+        if let Some(plan) = &self.plan {
+            let client = match pool.target {
+                Target::Geo => Some(region.country),
+                Target::Country(c) => Some(Some(c)),
+                Target::Continent(_) => None,
+            };
+            if let Some(client) = client {
+                return self.pick_planned(&plan[family as usize], pool, family, client, rng);
+            }
+        }
         let chain = self.chain(pool.target, region);
         let zone = chain
             .zones()
@@ -442,6 +511,110 @@ impl Table {
         };
         Some((zone, sampler.pick(rng)))
     }
+}
+
+impl Table {
+    /// A plan-mode pick: the source drawn from the client country's row, its numbered
+    /// subset when the name has a number, and when the source has fewer than k servers,
+    /// the rest from the whole pool, so every answer has min(k, eligible) servers. O(1)
+    /// beyond the pick itself, no allocation.
+    fn pick_planned<R: rand::Rng + ?Sized>(
+        &self,
+        plan: &FamilyPlan,
+        pool: PoolName,
+        family: Family,
+        client: Option<u16>,
+        rng: &mut R,
+    ) -> Option<(ZoneId, Picks)> {
+        let global = self.zone(ZoneId::Global, family);
+        if global.all.is_empty() {
+            return None;
+        }
+        let zone = match plan.row(client).draw(rng) {
+            Source::Country(c) if !self.zone(ZoneId::Country(c), family).all.is_empty() => {
+                ZoneId::Country(c)
+            }
+            _ => ZoneId::Global,
+        };
+        let mut picks = sets_for(self.zone(zone, family), pool.number).pick(rng);
+        let want = self.config.records.min(global.all.len());
+        if picks.as_slice().len() < want {
+            picks.fill_from(&sets_for(global, pool.number).pick(rng), want);
+        }
+        Some((zone, picks))
+    }
+}
+
+/// The sampler a name uses in a zone: the numbered subset, or the whole zone.
+fn sets_for(sets: &ZoneSets, number: Option<u8>) -> &Sampler {
+    match number {
+        Some(n) if !sets.numbered.is_empty() => {
+            sets.numbered.get(usize::from(n)).unwrap_or(&sets.all)
+        }
+        _ => &sets.all,
+    }
+}
+
+/// A server's weight on the score ramp: its net speed from `full_weight_score` on, linear
+/// from 0 at `min_score` up to there, and at least 1 for every eligible server, so that
+/// eligibility stays "score ≥ min_score and net speed > 0" everywhere; 0 below `min_score`.
+fn ramped_weight(netspeed: u32, score: f64, config: &ZoneConfig) -> u32 {
+    let (low, high) = (config.min_score, config.full_weight_score);
+    if score >= high {
+        return netspeed;
+    }
+    if score < low || netspeed == 0 {
+        return 0;
+    }
+    let f = (score - low) / (high - low);
+    ((f64::from(netspeed) * f).round() as u32).clamp(1, netspeed)
+}
+
+/// The plan of both families from the built sets.
+fn build_plan(
+    config: &ZoneConfig,
+    members: &[Member],
+    zones: &[Box<[ZoneSets]>; 2],
+    demand: &[Vec<f64>; 2],
+) -> [FamilyPlan; 2] {
+    let weights: Vec<u32> = members.iter().map(|m| m.weight).collect();
+    let continents: Vec<Continent> = continent::countries().map(|(_, c)| c).collect();
+    let countries = continents.len();
+    let first_country = ZoneId::Country(0).index();
+    [Family::V4, Family::V6].map(|family| {
+        let sets = &zones[family as usize];
+        fn view(s: &ZoneSets) -> SetView<'_> {
+            SetView {
+                members: s.all.members(),
+                inclusion: s.all.inclusion(),
+            }
+        }
+        FamilyPlan::build(&FamilyInputs {
+            demand: &demand[family as usize],
+            sets: (0..countries)
+                .map(|c| sets.get(first_country + c).map_or(SetView::EMPTY, view))
+                .collect(),
+            global: view(&sets[ZoneId::Global.index()]),
+            weights: &weights,
+            continents: &continents,
+            k: config.records,
+            max_load: config.balance.max_load,
+        })
+    })
+}
+
+/// Demand per family (v4, v6) and canonical country index (aliases applied).
+fn demand_by_index(demand: &Demand, country_index: &[Option<u16>]) -> [Vec<f64>; 2] {
+    let countries = continent::countries().count();
+    [Family::V4, Family::V6].map(|family| {
+        let mut v = vec![0.0; countries];
+        for (code, &w) in demand.family(family) {
+            if let Some(i) = lookup_country(country_index, code) {
+                v[usize::from(i)] += w;
+            }
+        }
+        v
+    })
 }
 
 /// A fallback chain: at most country, continent, global.
@@ -497,5 +670,35 @@ fn render_soa(config: &ZoneConfig, serial: u32, ttl: u32) -> Rr {
         rtype: rtype::SOA,
         ttl,
         rdata: rdata.into_boxed_slice(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> ZoneConfig {
+        let text = format!(
+            "origin = \"pool.test\"\n[soa]\nmname = \"ns1.pool.test\"\nrname = \"h.pool.test\"\n\
+             [ns]\nnames = [\"ns1.pool.test\"]\n[answers]\n{extra}\n"
+        );
+        ZoneConfig::parse(std::path::Path::new("zone.toml"), &text).expect("config")
+    }
+
+    #[test]
+    fn weights_ramp_linearly_from_min_score_to_full_weight_score() {
+        let ramp = config("full_weight_score = 15.0");
+        assert_eq!(ramped_weight(1000, 10.0, &ramp), 1);
+        assert_eq!(ramped_weight(1000, 9.0, &ramp), 0);
+        assert_eq!(ramped_weight(1000, 11.0, &ramp), 200);
+        assert_eq!(ramped_weight(1000, 12.5, &ramp), 500);
+        assert_eq!(ramped_weight(1000, 15.0, &ramp), 1000);
+        assert_eq!(ramped_weight(1000, 20.0, &ramp), 1000);
+        // Just above min_score: never 0, which would leave the server out.
+        assert_eq!(ramped_weight(3, 10.001, &ramp), 1);
+        // Off by default: full weight from min_score on.
+        let off = config("");
+        assert_eq!(ramped_weight(1000, 10.0, &off), 1000);
+        assert_eq!(ramped_weight(1000, 19.0, &off), 1000);
     }
 }

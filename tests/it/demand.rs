@@ -263,6 +263,58 @@ async fn pooldns_demand_reads_two_instances_through_a_real_prometheus() {
             demand::render(&file)
         );
     }
+    // A third instance serves with that file in plan mode and follows the plan made from
+    // it: the UK's 60 % of the demand is spread so that its lone server stays under the
+    // cap, where zones mode would give that server every UK answer.
+    let config = format!(
+        "{CONFIG}\n[balance]\nmode = \"plan\"\nmax_load = 1.5\ndemand = \"{}\"\n",
+        out.display()
+    );
+    let feed = feed_json(&[
+        s(1, "192.0.2.1", 250, "gb"),
+        s(2, "192.0.2.2", 1000, "de"),
+        s(3, "192.0.2.3", 1000, "de"),
+        s(4, "192.0.2.4", 1000, "de"),
+        s(5, "192.0.2.5", 1000, "us"),
+        s(6, "192.0.2.6", 1000, "us"),
+        s(7, "192.0.2.7", 1000, "se"),
+        s(8, "192.0.2.8", 1000, "se"),
+    ]);
+    let third = TestServer::start_with(&config, &feed, Default::default()).await;
+    let table = third.table.load_full();
+    assert!(table.demand_from_file);
+    let plan = &table.plan.as_ref().expect("plan mode")[Family::V4 as usize];
+    let uk_index = table.country("uk").expect("uk") as usize;
+    assert!(
+        (plan.demand[uk_index] - file.share(Family::V4, "uk")).abs() < 1e-9,
+        "the plan is made from the file"
+    );
+    let lone = table
+        .members
+        .iter()
+        .position(|m| m.ip.to_string() == "192.0.2.1")
+        .expect("the UK server");
+    assert!(plan.expected[lone] <= 1.5 + 1e-9, "{}", plan.expected[lone]);
+    // Queries from the UK: the lone server (a 30th of the weight) may take 1.5 × its fair
+    // share of all records, about a third of the UK's answers, not every one of them.
+    let mut with_lone = 0;
+    let n = 400;
+    for _ in 0..n {
+        let m = third
+            .udp(&with_ecs(query("@", RecordType::A), UK, 32))
+            .await;
+        let got = addresses(&m);
+        assert_eq!(got.len(), 4, "{m:?}");
+        if got.contains(&"192.0.2.1".parse().unwrap()) {
+            with_lone += 1;
+        }
+    }
+    assert!(
+        with_lone < n / 2,
+        "the lone UK server was in {with_lone} of {n} answers"
+    );
+    third.stop().await;
+
     // What an operator sees when the window holds nothing of the fleet.
     let run = pooldns(vec![
         "demand".into(),

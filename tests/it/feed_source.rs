@@ -277,6 +277,9 @@ async fn a_feed_url_that_fails_at_startup_is_fatal_and_named() {
         .args(["--feed", &url, "--geoip"])
         .arg(repo(TEST_GEOIP))
         .args(["--listen", "127.0.0.1:0", "--http", "none"])
+        // A fresh working directory: no state directory with a last good feed to fall
+        // back on, which would keep the server running.
+        .current_dir(dir.path())
         .env("RUST_LOG", "off");
     let output = tokio::time::timeout(
         Duration::from_secs(20),

@@ -12,6 +12,7 @@ mod geo;
 mod harness;
 mod names;
 mod ops;
+mod plan;
 mod protocol;
 mod query_log;
 mod reload;

@@ -942,8 +942,10 @@ fn explain_shows_region_network_scope_chain_and_candidates_summing_to_min_4_n() 
     let dir = tempfile::tempdir().unwrap();
     let feed = dir.path().join("servers.json");
     std::fs::write(&feed, explain_feed()).unwrap();
+    // Zones mode: the chains of country, continent and global.
+    let config = zones_mode_config(dir.path());
     let run = |ip: &str, name: &str, qtype: &str| -> Explained {
-        let mut args = check_args(&repo("zones/pool.ntp.org.toml"), &feed);
+        let mut args = check_args(&config, &feed);
         args[0] = "explain".into();
         args.extend(["--ip".into(), ip.into(), "--qtype".into(), qtype.into()]);
         args.push(name.into());
@@ -962,7 +964,12 @@ fn explain_shows_region_network_scope_chain_and_candidates_summing_to_min_4_n() 
         "{e:?}"
     );
     assert_eq!(e.line("chain"), "uk (12 eligible) ← answers");
-    assert!(e.line("subset").starts_with("0 of 4 (epoch "), "{e:?}");
+    // One 1 Gbit server and eleven of 2–12 Mbit: no split keeps the big one's share, so
+    // the zone is served whole under every number (issue 12 item 2).
+    assert!(
+        e.line("subset").starts_with("the zone is not split"),
+        "{e:?}"
+    );
     e.assert_probabilities();
 
     // The whole country at the apex; the big server is always in the answer.
@@ -1062,6 +1069,31 @@ async fn explain_prints_the_ecs_scope_the_server_sends() {
         }
     }
     ops.stop().await;
+}
+
+/// Issue 9: in plan mode `explain` shows where the client country's answers come from, and
+/// every candidate's probability over all of those sources.
+#[test]
+fn explain_in_plan_mode_shows_the_sources_of_the_clients_country() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("servers.json");
+    std::fs::write(&feed, explain_feed()).unwrap();
+    let mut args = check_args(&repo("zones/pool.ntp.org.toml"), &feed);
+    args[0] = "explain".into();
+    args.extend(["--ip".into(), "81.2.69.142".into(), "pool.ntp.org".into()]);
+    let out = pooldns(&args, dir.path());
+    assert!(out.status.success(), "{out:?}");
+    let e = Explained::parse(&String::from_utf8_lossy(&out.stdout));
+    let plan = e.line("plan");
+    assert!(plan.starts_with("clients in uk get answers from "), "{e:?}");
+    assert!(plan.contains("max_load 1.5"), "{plan}");
+    assert!(
+        e.line("answer").starts_with("4 servers per answer from "),
+        "{e:?}"
+    );
+    // The sources' probabilities add up to about 4 (fill for small sources aside).
+    let sum: f64 = e.candidates.iter().map(|c| c.0).sum();
+    assert!(sum > 300.0 && sum <= 400.0 + 1e-6, "{sum}");
 }
 
 /// Issue 10 item 13: the kbit/s column of `explain` was aligned left, so the numbers of
@@ -1808,6 +1840,15 @@ fn pooldns(args: &[String], dir: &Path) -> std::process::Output {
     let out = child.wait_with_output().expect("wait for pooldns");
     assert!(out.status.code().is_some(), "killed: {out:?}");
     out
+}
+
+/// The bundled zone configuration in zones mode (it is in plan mode), written to `dir`.
+fn zones_mode_config(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(repo("zones/pool.ntp.org.toml")).unwrap();
+    assert!(text.contains("mode = \"plan\""));
+    let path = dir.join("zones-mode.toml");
+    std::fs::write(&path, text.replace("mode = \"plan\"", "mode = \"zones\"")).unwrap();
+    path
 }
 
 fn check_args(config: &Path, feed: &Path) -> Vec<String> {

@@ -335,6 +335,7 @@ impl Guarded {
             geoip: Some(repo(TEST_GEOIP)),
             state: Some(self.dir.path().join("state")),
             accept_shrink,
+            demand: None,
         }
     }
 
