@@ -1072,16 +1072,19 @@ fn until_next_epoch(now: SystemTime, rotation: Duration) -> Duration {
 /// (a 1 s rotation, say) gives up, and the run loop rotates right after the publish.
 fn build(inputs: &Inputs, clock: &Clock) -> Table {
     let rotation = inputs.config.rotation;
-    let mut epoch = epoch_at(clock.now(), rotation);
-    for _ in 0..3 {
-        let table = Table::build_with(
+    let build_for = |epoch| {
+        Table::build_with(
             Arc::clone(&inputs.config),
             Arc::clone(&inputs.names),
             Arc::clone(&inputs.geo),
             &inputs.feed,
             inputs.demand.as_deref(),
             epoch,
-        );
+        )
+    };
+    let mut epoch = epoch_at(clock.now(), rotation);
+    for _ in 0..3 {
+        let table = build_for(epoch);
         let now = epoch_at(clock.now(), rotation);
         if now == epoch {
             return table;
@@ -1093,14 +1096,7 @@ fn build(inputs: &Inputs, clock: &Clock) -> Table {
         );
         epoch = now;
     }
-    Table::build_with(
-        Arc::clone(&inputs.config),
-        Arc::clone(&inputs.names),
-        Arc::clone(&inputs.geo),
-        &inputs.feed,
-        inputs.demand.as_deref(),
-        epoch,
-    )
+    build_for(epoch)
 }
 
 /// Eligible servers of both families.

@@ -292,24 +292,12 @@ pub fn explain(table: &Table, ip: IpAddr, qname: &str, qtype: u16) -> Result<Str
         table.config.records.min(sampler.len()),
         sampler.len()
     );
-    let mut rows: Vec<(f64, usize)> = sampler
+    let rows = sampler
         .inclusion()
         .iter()
-        .zip(sampler.members())
-        .map(|(&p, &m)| (p, m as usize))
-        .collect();
-    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
-    for (p, m) in rows {
-        let member = &table.members[m];
-        let _ = writeln!(
-            out,
-            "  {:>7.3} %  id {:<8} {:<40} {:>10} kbit/s",
-            p * 100.0,
-            member.id,
-            member.ip,
-            member.netspeed
-        );
-    }
+        .copied()
+        .zip(sampler.members().iter().copied());
+    candidate_rows(table, rows, &mut out);
     Ok(out)
 }
 
@@ -383,7 +371,12 @@ fn explain_plan(
         table.config.records.min(table.eligible(family)),
         probability.len()
     );
-    let mut rows: Vec<(f64, u32)> = probability.into_iter().map(|(m, p)| (p, m)).collect();
+    candidate_rows(table, probability.into_iter().map(|(m, p)| (p, m)), out);
+}
+
+/// `explain`'s candidate rows, most likely first: probability, id, address, net speed.
+fn candidate_rows(table: &Table, rows: impl Iterator<Item = (f64, u32)>, out: &mut String) {
+    let mut rows: Vec<(f64, u32)> = rows.collect();
     rows.sort_by(|a, b| b.0.total_cmp(&a.0));
     for (p, m) in rows {
         let member = &table.members[m as usize];
