@@ -537,9 +537,12 @@ async fn status_page_in_headless_chromium_shows_zones_chart_and_refusal() {
     ] {
         assert!(zones.contains(row), "{row} not in {zones}");
     }
-    let chart = section(&dom, "<svg id=\"shares\"", "</svg>");
+    // The per-server chart replaced the share scatter (issue 9): still one dot per server;
+    // the count of records served moved to the sentence above the charts.
+    let chart = section(&dom, "<svg id=\"server-loads\"", "</svg>");
     assert_eq!(chart.matches("<circle").count(), members, "{chart}");
-    assert!(chart.contains("A/AAAA records served"), "{chart}");
+    let basis = section(&dom, "<p id=\"basis\">", "</p>");
+    assert!(basis.contains("A/AAAA records served"), "{basis}");
     let refusal = section(&dom, "id=\"input-feed\"", "</div>");
     assert!(
         refusal.contains("the latest load was refused")
@@ -660,12 +663,19 @@ async fn status_page_names_countries_under_continents_dates_the_serial_and_refre
         "{europe}"
     );
 
-    // The chart: what is counted, log axes with tick labels, a colour and a legend entry
-    // per family, every server a dot.
-    let chart = section(&dom, "<svg id=\"shares\"", "</svg>");
-    assert!(chart.contains("A/AAAA records served"), "{chart}");
-    assert!(!chart.contains("answers counted"), "{chart}");
-    for tick in ["1 %", "10 %", "100 %"] {
+    // The per-server chart: what is counted, log axes with tick labels (loads as multiples
+    // of fair now, not shares in percent: issue 9), a colour and a legend entry per
+    // family, every server a dot. Zones mode without a plan says what it assumed.
+    let basis = section(&dom, "<p id=\"basis\">", "</p>");
+    assert!(basis.contains("A/AAAA records served"), "{basis}");
+    assert!(!basis.contains("answers counted"), "{basis}");
+    assert!(
+        basis.contains("balance.mode = \"zones\"")
+            && basis.contains("in proportion to its servers' net speed"),
+        "{basis}"
+    );
+    let chart = section(&dom, "<svg id=\"server-loads\"", "</svg>");
+    for tick in ["0.1×", "1×", "10×"] {
         assert!(
             chart.contains(&format!("class=\"tick\">{tick}</text>")),
             "{tick} not in {chart}"
@@ -683,6 +693,186 @@ async fn status_page_names_countries_under_continents_dates_the_serial_and_refre
         section(dot, "fill=\"", "\" ").to_owned()
     };
     assert_ne!(colour("v4"), colour("v6"));
+    ops.stop().await;
+}
+
+/// The status page in plan mode (issue 9, "See it"), with a lone server in Nigeria: load
+/// per Mbit/s by country against the fair line and the cap, each server's observed load
+/// against its expected one with a tooltip naming it, and demand against capacity per
+/// continent, each chart an SVG of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_page_in_plan_mode_charts_loads_by_country_by_server_and_by_continent() {
+    let Some(chromium) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium not found (CI is set): install Debian's chromium, see .ci/run"
+        );
+        eprintln!("SKIPPED status_page_in_plan_mode…: chromium not found on PATH");
+        return;
+    };
+    let (feed, _) = browser_feed();
+    let mut feed: serde_json::Value = serde_json::from_str(&feed).unwrap();
+    feed["servers"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(
+            {"id": 2000, "ip": "192.0.2.200", "netspeed": 5000, "score": 19.5, "country": "ng"}
+        ));
+    let servers: Vec<(u64, String, String)> = feed["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let field = |k: &str| s[k].as_str().unwrap().to_owned();
+            (s["id"].as_u64().unwrap(), field("ip"), field("country"))
+        })
+        .collect();
+    let config = format!("{CONFIG}\n[balance]\nmode = \"plan\"\n");
+    let ops = Ops::start(&config, &feed.to_string()).await;
+    for i in 0..200u32 {
+        let q = match i % 4 {
+            0 => query("@", RecordType::A),
+            1 => with_ecs(query("@", RecordType::A), "81.2.69.142", 32),
+            2 => query("2", RecordType::AAAA),
+            _ => with_ecs(query("ng", RecordType::A), "216.160.83.56", 32),
+        };
+        udp(ops.dns, &q).await;
+    }
+    let url = format!("http://{}/", ops.http);
+    let png = artifacts_dir().join("status-plan.png");
+    let dom = tokio::task::spawn_blocking(move || run_chromium(&chromium, &url, &png))
+        .await
+        .expect("chromium thread");
+
+    let basis = section(&dom, "<p id=\"basis\">", "</p>");
+    assert!(
+        basis.contains("the serving plan's (<code>balance.mode = \"plan\"</code>, cap 1.5× fair)"),
+        "{basis}"
+    );
+    let families = ["v4", "v6"];
+    // Countries with servers, per family: all 8 of the browser feed in both, and Nigeria
+    // in IPv4 (gb is served as uk).
+    let countries = |family: &str| -> BTreeSet<String> {
+        servers
+            .iter()
+            .filter(|(_, ip, _)| (family == "v6") == ip.contains(':'))
+            .map(|(_, _, cc)| {
+                if cc == "gb" {
+                    "uk".to_owned()
+                } else {
+                    cc.clone()
+                }
+            })
+            .collect()
+    };
+    assert_eq!((countries("v4").len(), countries("v6").len()), (9, 8));
+
+    // 1. By country: a bar per country with servers, named in its tooltip; the fair line
+    //    and the cap in each family's panel; the lone Nigerian server's bar at the plan's
+    //    expected load.
+    let by_country = section(&dom, "<svg id=\"country-loads\"", "</svg>");
+    for family in families {
+        let bars = by_country
+            .matches(&format!("<rect class=\"expected {family}\""))
+            .count();
+        assert_eq!(bars, countries(family).len(), "{family}: {by_country}");
+        for cc in countries(family) {
+            let group = by_country
+                .split(&format!("<g class=\"country {family}\">"))
+                .skip(1)
+                .map(|g| section(g, "", "</g>"))
+                .find(|g| g.contains(&format!("({cc}):")))
+                .unwrap_or_else(|| panic!("no {family} bar for {cc}: {by_country}"));
+            assert!(
+                group.contains("<title>") && group.contains("fair"),
+                "{group}"
+            );
+        }
+    }
+    assert_eq!(
+        by_country.matches("<line class=\"fair\"").count(),
+        2,
+        "{by_country}"
+    );
+    assert_eq!(
+        by_country.matches("<line class=\"cap\"").count(),
+        2,
+        "{by_country}"
+    );
+    assert!(by_country.contains(">cap 1.5×</text>"), "{by_country}");
+    let nigeria = section(
+        by_country,
+        "<title>Nigeria (ng): 1 IPv4 server, 5 Mbit/s",
+        "</title>",
+    );
+    // The bar shows the plan's own number for the lone server, as `pooldns plan` prints it
+    // (whether the plan keeps it under the cap is the plan's tests' business).
+    let planned = {
+        let (_dir, table) = load_table(&config, &feed.to_string());
+        let json = pooldns::report::plan_json(&table.load());
+        json["v4"]["servers"]["2000"]
+            .as_f64()
+            .expect("server 2000 in the plan")
+    };
+    let expected = format!(" expected {planned:.2}× fair, ");
+    assert!(nigeria.contains(&expected), "{expected} not in {nigeria}");
+
+    // 2. Per server: one dot per server, its tooltip naming it; a legend entry per family.
+    let by_server = section(&dom, "<svg id=\"server-loads\"", "</svg>");
+    assert_eq!(
+        by_server.matches("<circle").count(),
+        servers.len(),
+        "{by_server}"
+    );
+    for (id, ip, _) in &servers {
+        let family = if ip.contains(':') { "IPv6" } else { "IPv4" };
+        let title = format!("<title>id {id} {ip} ({family}), ");
+        assert_eq!(
+            by_server.matches(&title).count(),
+            1,
+            "{title} in {by_server}"
+        );
+        if *id == 2000 {
+            let dot = section(by_server, &title, "</title>");
+            assert!(dot.contains(&expected), "{expected} not in {dot}");
+        }
+    }
+    for family in families {
+        assert!(
+            by_server.contains(&format!("<rect class=\"legend-{family}\"")),
+            "{family}: {by_server}"
+        );
+    }
+    assert!(
+        by_server.contains(">IPv4 (33 servers)</text>")
+            && by_server.contains(">IPv6 (16 servers)</text>"),
+        "{by_server}"
+    );
+    assert!(
+        by_server.contains("<line class=\"diagonal\""),
+        "{by_server}"
+    );
+
+    // 3. Per continent: a pair of bars, demand and capacity, for each of the six
+    //    continents in each family's panel.
+    let by_continent = section(&dom, "<svg id=\"continent-demand\"", "</svg>");
+    for family in families {
+        for kind in ["demand", "capacity"] {
+            let bars = by_continent
+                .matches(&format!("<rect class=\"{kind} {family}\""))
+                .count();
+            assert_eq!(bars, 6, "{kind} {family}: {by_continent}");
+        }
+        for continent in ["africa", "europe", "south-america"] {
+            let group = by_continent
+                .split(&format!("<g class=\"continent {family}\">"))
+                .skip(1)
+                .map(|g| section(g, "", "</g>"))
+                .find(|g| g.contains(&format!("<title>{continent}: ")))
+                .unwrap_or_else(|| panic!("{continent} {family}: {by_continent}"));
+            assert_eq!(group.matches("<rect").count(), 2, "{group}");
+        }
+    }
     ops.stop().await;
 }
 
