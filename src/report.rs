@@ -472,7 +472,14 @@ pub fn zones_loads(table: &Table, family: Family, demand: &[f64]) -> LoadSummary
             load[m as usize] += d * p;
         }
     }
-    let fair = records * total_demand / total_weight.max(1.0);
+    // The fair load is what the records actually served make per unit of weight: a
+    // zone of fewer than k servers answers with fewer records.
+    let served: f64 = load.iter().sum();
+    let fair = if served > 0.0 {
+        served / total_weight.max(1.0)
+    } else {
+        records * total_demand / total_weight.max(1.0)
+    };
     LoadSummary {
         ratios: global
             .members()

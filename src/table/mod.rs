@@ -194,7 +194,11 @@ fn build_zone_sets(
         let split_family =
             !(family == Family::V6 && matches!(config.aaaa, AaaaPolicy::OnlyNumbered(_)));
         let weights: Vec<u32> = ids.iter().map(|&i| members[i as usize].weight).collect();
-        let netspeed = weights.iter().map(|&w| u64::from(w)).sum();
+        // The feed's net speed, not the weights, which the score ramp lowers.
+        let netspeed = ids
+            .iter()
+            .map(|&i| u64::from(members[i as usize].netspeed))
+            .sum();
         // Keyed by feed id, not position: instances may read the feed in different orders.
         let feed_ids: Vec<u64> = ids.iter().map(|&i| members[i as usize].id).collect();
         let part_of = if split_family {
