@@ -178,6 +178,55 @@ pub struct ZoneConfig {
     /// Secret for interoperable server cookies (RFC 9018); shared by a fleet when set in
     /// the file, random per load otherwise.
     pub cookie_secret: [u8; 16],
+    /// Response rate limiting.
+    pub rrl: Rrl,
+}
+
+/// `[rrl]`: response rate limiting of UDP answers ([`crate::rrl`]), with BIND's option
+/// names. Off (every rate 0) by default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rrl {
+    /// Answers (NOERROR) per second per client prefix; 0 = not limited.
+    pub responses_per_second: u32,
+    /// NXDOMAIN answers per second per client prefix; 0 = not limited.
+    pub nxdomains_per_second: u32,
+    /// Other error answers per second per client prefix; 0 = not limited.
+    pub errors_per_second: u32,
+    /// Seconds of debt a prefix over its rate can run up (BIND's `window`).
+    pub window: u32,
+    /// Every `slip`-th limited answer is sent as an empty TC=1 answer; 0 = never.
+    pub slip: u32,
+    /// Length of the IPv4 prefix an account covers.
+    pub ipv4_prefix_length: u8,
+    /// Length of the IPv6 prefix an account covers.
+    pub ipv6_prefix_length: u8,
+    /// A query with a valid server cookie (RFC 7873 §5.3) is never limited.
+    pub exempt_valid_cookies: bool,
+    /// Count and log what would be limited, but send every answer.
+    pub log_only: bool,
+}
+
+impl Default for Rrl {
+    fn default() -> Self {
+        Rrl {
+            responses_per_second: 0,
+            nxdomains_per_second: 0,
+            errors_per_second: 0,
+            window: 15,
+            slip: 2,
+            ipv4_prefix_length: 24,
+            ipv6_prefix_length: 56,
+            exempt_valid_cookies: true,
+            log_only: false,
+        }
+    }
+}
+
+impl Rrl {
+    /// Whether any kind of answer is limited.
+    pub fn is_on(&self) -> bool {
+        self.responses_per_second > 0 || self.nxdomains_per_second > 0 || self.errors_per_second > 0
+    }
 }
 
 /// Identity answers: NSID (RFC 5001) and the CHAOS TXT names. None = turned off.
@@ -232,6 +281,50 @@ pub mod schema {
         /// The serving plan.
         #[serde(default)]
         pub balance: Balance,
+        /// Response rate limiting.
+        #[serde(default)]
+        pub rrl: Rrl,
+    }
+
+    /// `[rrl]`, BIND's option names in snake_case.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Rrl {
+        /// Answers per second per prefix (0 = off).
+        pub responses_per_second: u32,
+        /// NXDOMAIN answers per second (default: `responses_per_second`).
+        pub nxdomains_per_second: Option<u32>,
+        /// Error answers per second (default: `responses_per_second`).
+        pub errors_per_second: Option<u32>,
+        /// Seconds.
+        pub window: u32,
+        /// Every Nth limited answer goes out truncated.
+        pub slip: u32,
+        /// IPv4 prefix length of an account.
+        pub ipv4_prefix_length: u8,
+        /// IPv6 prefix length of an account.
+        pub ipv6_prefix_length: u8,
+        /// Valid server cookies are never limited.
+        pub exempt_valid_cookies: bool,
+        /// Count and log only.
+        pub log_only: bool,
+    }
+
+    impl Default for Rrl {
+        fn default() -> Self {
+            let d = super::Rrl::default();
+            Rrl {
+                responses_per_second: d.responses_per_second,
+                nxdomains_per_second: None,
+                errors_per_second: None,
+                window: d.window,
+                slip: d.slip,
+                ipv4_prefix_length: d.ipv4_prefix_length,
+                ipv6_prefix_length: d.ipv6_prefix_length,
+                exempt_valid_cookies: d.exempt_valid_cookies,
+                log_only: d.log_only,
+            }
+        }
     }
 
     /// `[balance]`.
@@ -609,6 +702,7 @@ impl Checker<'_> {
                 self.invalid("cookies.secret", "must be 32 hexadecimal digits (16 bytes)")
             })?,
         };
+        let rrl = self.rrl(&file.rrl)?;
 
         Ok(ZoneConfig {
             path: self.path.to_owned(),
@@ -640,7 +734,47 @@ impl Checker<'_> {
             max_udp_payload: a.max_udp_payload,
             identity,
             cookie_secret,
+            rrl,
         })
+    }
+
+    fn rrl(&self, r: &schema::Rrl) -> Result<Rrl, ConfigError> {
+        // Up to a million a second, so that a benchmark can turn the accounting on
+        // without limiting anything.
+        const MAX_RATE: u32 = 1_000_000;
+        let rrl = Rrl {
+            responses_per_second: r.responses_per_second,
+            nxdomains_per_second: r.nxdomains_per_second.unwrap_or(r.responses_per_second),
+            errors_per_second: r.errors_per_second.unwrap_or(r.responses_per_second),
+            window: r.window,
+            slip: r.slip,
+            ipv4_prefix_length: r.ipv4_prefix_length,
+            ipv6_prefix_length: r.ipv6_prefix_length,
+            exempt_valid_cookies: r.exempt_valid_cookies,
+            log_only: r.log_only,
+        };
+        for (key, rate) in [
+            ("rrl.responses_per_second", rrl.responses_per_second),
+            ("rrl.nxdomains_per_second", rrl.nxdomains_per_second),
+            ("rrl.errors_per_second", rrl.errors_per_second),
+        ] {
+            if rate > MAX_RATE {
+                return Err(self.invalid(key, format!("{rate} is more than {MAX_RATE}")));
+            }
+        }
+        if !(1..=3600).contains(&rrl.window) {
+            return Err(self.invalid("rrl.window", "must be between 1 and 3600 seconds"));
+        }
+        if rrl.slip > 10 {
+            return Err(self.invalid("rrl.slip", "must be between 0 and 10"));
+        }
+        if rrl.ipv4_prefix_length > 32 {
+            return Err(self.invalid("rrl.ipv4_prefix_length", "must be between 0 and 32"));
+        }
+        if rrl.ipv6_prefix_length > 128 {
+            return Err(self.invalid("rrl.ipv6_prefix_length", "must be between 0 and 128"));
+        }
+        Ok(rrl)
     }
 
     fn label(&self, what: &str, text: &str) -> Result<String, ConfigError> {
@@ -888,6 +1022,44 @@ value = ["a", ""]
             "zones/test.toml: identity.nsid: longer than 142 bytes: with every other EDNS \
              option, the answer to a 255-byte name would not fit in 512 bytes"
         );
+    }
+
+    #[test]
+    fn rrl_is_off_by_default_and_takes_bind_names() {
+        assert!(!parse(MINIMAL).unwrap().rrl.is_on());
+        let c = parse(&format!(
+            "{MINIMAL}\n[rrl]\nresponses_per_second = 20\nerrors_per_second = 5\nslip = 1\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.rrl,
+            Rrl {
+                responses_per_second: 20,
+                nxdomains_per_second: 20,
+                errors_per_second: 5,
+                slip: 1,
+                ..Rrl::default()
+            }
+        );
+        assert!(c.rrl.is_on());
+        let e = parse(&format!("{MINIMAL}\n[rrl]\nwindow = 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "zones/test.toml: rrl.window: must be between 1 and 3600 seconds"
+        );
+        let e = parse(&format!("{MINIMAL}\n[rrl]\nipv4_prefix_length = 33\n"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "zones/test.toml: rrl.ipv4_prefix_length: must be between 0 and 32"
+        );
+        let e = parse(&format!("{MINIMAL}\n[rrl]\nrate = 5\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("zones/test.toml: ") && e.contains("rate"), "{e}");
     }
 
     #[test]

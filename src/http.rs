@@ -18,7 +18,9 @@ use axum::routing::{get, post};
 
 use crate::config::BalanceMode;
 use crate::continent::{self, Continent};
-use crate::metrics::{ECS, FAMILIES, GEO, Metrics, QTYPES, RCODES, TRANSPORTS, UNKNOWN_COUNTRY};
+use crate::metrics::{
+    ECS, FAMILIES, GEO, Metrics, QTYPES, RCODES, RRL_ACTIONS, TRANSPORTS, UNKNOWN_COUNTRY,
+};
 use crate::reload::{AdminHandle, Input, ReloadStatus};
 use crate::server::SharedTable;
 use crate::table::{Family, Table, ZoneId};
@@ -299,6 +301,15 @@ async fn metrics(State(s): State<HttpState>) -> Response {
         );
         let written = log.written.load(Ordering::Relaxed);
         let _ = writeln!(out, "pooldns_query_log_written_total {written}");
+    }
+    help(
+        &mut out,
+        "pooldns_rrl_total",
+        "counter",
+        "UDP answers over the response rate limit, by what was done with them.",
+    );
+    for (label, n) in RRL_ACTIONS.iter().zip(totals.rrl) {
+        let _ = writeln!(out, "pooldns_rrl_total{{action=\"{label}\"}} {n}");
     }
     single(
         &mut out,

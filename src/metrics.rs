@@ -58,6 +58,20 @@ pub enum EcsUse {
 /// Labels of [`EcsUse`], in order.
 pub const ECS: [&str; 4] = ["absent", "used", "ignored", "invalid"];
 
+/// What response rate limiting did with an answer over its prefix's rate ([`crate::rrl`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RrlAction {
+    /// Not sent.
+    Dropped = 0,
+    /// Sent as an empty TC=1 answer.
+    Slipped = 1,
+    /// Sent whole, with `log_only`.
+    Logged = 2,
+}
+
+/// Labels of [`RrlAction`], in order.
+pub const RRL_ACTIONS: [&str; 3] = ["dropped", "slipped", "logged"];
+
 /// Slots of the demand counters per family: one per country index of the table (fewer
 /// than 255: `continent::countries`, checked by a test), then [`UNKNOWN_COUNTRY`].
 pub const CLIENT_SLOTS: usize = 256;
@@ -104,6 +118,7 @@ pub struct Counters {
     geo: [AtomicU64; GEO.len()],
     ecs: [AtomicU64; ECS.len()],
     clients: ClientQueries,
+    rrl: [AtomicU64; RRL_ACTIONS.len()],
 }
 
 fn bump(c: &AtomicU64) {
@@ -166,6 +181,11 @@ impl Counters {
         bump(&self.ecs[use_ as usize]);
     }
 
+    /// Counts what response rate limiting did with an answer.
+    pub fn rrl(&self, action: RrlAction) {
+        bump(&self.rrl[action as usize]);
+    }
+
     /// Counts a pool-name query of `family` answered for clients of `country` (a country
     /// index, as in `Answer::client_country`; None: unknown).
     pub fn client_query(&self, country: Option<u16>, family: Family) {
@@ -203,6 +223,8 @@ pub struct Totals {
     /// Pool-name queries by client country slot (country index, then
     /// [`UNKNOWN_COUNTRY`]), per family in [`Family`] order.
     pub client_queries: Vec<[u64; FAMILIES.len()]>,
+    /// Answers over the rate limit, by [`RrlAction`].
+    pub rrl: [u64; RRL_ACTIONS.len()],
 }
 
 impl Totals {
@@ -280,6 +302,9 @@ impl Metrics {
                     sum[family] += n.load(Relaxed);
                 }
             }
+            for (sum, n) in t.rrl.iter_mut().zip(&c.rrl) {
+                *sum += n.load(Relaxed);
+            }
         }
         t
     }
@@ -299,7 +324,10 @@ mod tests {
         b.answered(1, 65280, Rcode(9), false);
         a.zone(ZoneId::Global);
         b.ecs(EcsUse::Used);
+        a.rrl(RrlAction::Slipped);
+        b.rrl(RrlAction::Slipped);
         let t = m.totals();
+        assert_eq!(t.rrl, [0, 2, 0]);
         assert_eq!(t.queries[0][0][0], 2);
         assert_eq!(t.queries[1][QTYPES.len() - 1][RCODES.len() - 1], 1);
         assert_eq!(t.truncated, 1);

@@ -82,7 +82,7 @@ fn query(id: u16, name: &str, qtype: u16, opt: &[u8]) -> Vec<u8> {
 
 #[test]
 fn udp_worker_allocates_nothing_per_query() {
-    let (answered, allocations) = serve_every_shape(Arc::default());
+    let (answered, allocations) = serve_every_shape(Arc::default(), None);
     assert!(answered >= 195 * BATCH * 9 / 11, "only {answered} answers");
     assert_eq!(
         allocations, 0,
@@ -97,7 +97,7 @@ fn udp_worker_with_the_query_log_allocates_nothing_per_query() {
     let dir = tempfile::tempdir().unwrap();
     let (log, writer) = QueryLog::start(&dir.path().join("queries.log"), 1 << 30).unwrap();
     let metrics = Metrics::with_query_log(Some(Arc::clone(&log)));
-    let (answered, allocations) = serve_every_shape(metrics.register());
+    let (answered, allocations) = serve_every_shape(metrics.register(), None);
     log.close();
     writer.join().unwrap();
     assert!(answered >= 195 * BATCH * 9 / 11, "only {answered} answers");
@@ -114,17 +114,46 @@ fn udp_worker_with_the_query_log_allocates_nothing_per_query() {
     assert!(logged.contains(txt), "{logged:.2000}");
 }
 
-/// Runs a UDP worker with `counters` over 200 batches of every query shape; returns the
-/// answers sent and the allocations its thread made after the first 5 batches.
-fn serve_every_shape(counters: Arc<Counters>) -> (usize, usize) {
+/// With response rate limiting on (at a rate nothing here reaches), every answer is
+/// accounted in the shared table: atomics in memory allocated when the worker starts.
+#[test]
+fn udp_worker_with_rate_limiting_allocates_nothing_per_query() {
+    let (answered, allocations) = serve_every_shape(
+        Arc::default(),
+        Some("[rrl]\nresponses_per_second = 1000000\n"),
+    );
+    assert!(answered >= 195 * BATCH * 9 / 11, "only {answered} answers");
+    assert_eq!(
+        allocations, 0,
+        "{allocations} heap allocations over {answered} queries"
+    );
+}
+
+/// Runs a UDP worker with `counters` over 200 batches of every query shape, with `extra`
+/// appended to the bundled zone configuration; returns the answers sent and the
+/// allocations its thread made after the first 5 batches.
+fn serve_every_shape(counters: Arc<Counters>, extra: Option<&str>) -> (usize, usize) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bundled = root.join("zones/pool.ntp.org.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let config = match extra {
+        None => bundled,
+        Some(extra) => {
+            // The GeoIP path is given below, so the copy may live elsewhere.
+            let path = dir.path().join("pool.ntp.org.toml");
+            let text = std::fs::read_to_string(&bundled).unwrap();
+            std::fs::write(&path, format!("{text}\n{extra}")).unwrap();
+            path
+        }
+    };
     let reloader = Reloader::load(Sources {
-        config: root.join("zones/pool.ntp.org.toml"),
+        config,
         feed: root.join("data/servers.json"),
         geoip: Some(root.join("data/dbip-country.mmdb")),
         ..Default::default()
     })
     .expect("load");
+    assert_eq!(reloader.table().load().config.rrl.is_on(), extra.is_some());
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = server.local_addr().unwrap();
     let mut worker = Worker::new(server, reloader.table(), counters).unwrap();

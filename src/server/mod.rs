@@ -400,7 +400,7 @@ fn log_entry(
 }
 
 /// Seconds since the epoch, for cookie timestamps.
-fn unix_now() -> u32 {
+pub(crate) fn unix_now() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as u32)

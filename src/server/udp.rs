@@ -3,6 +3,9 @@
 //! preallocated buffer and sends the batch with `sendmmsg`. No async runtime, no channel,
 //! no lock, and no heap allocation per query: every buffer and header is allocated once,
 //! when the worker starts (`tests/alloc.rs` counts).
+//!
+//! Response rate limiting sits here, beside the loop: after an answer is built, the
+//! worker asks the shared [`Limiter`] whether to send it, a slip answer, or nothing.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{IpAddr, UdpSocket};
@@ -19,6 +22,7 @@ use rand::rngs::SmallRng;
 
 use super::{SharedTable, Transport, respond};
 use crate::metrics::{Counters, Metrics};
+use crate::rrl::Limiter;
 
 /// Packets per batch.
 pub const BATCH: usize = 32;
@@ -34,6 +38,10 @@ pub struct Worker {
     socket: UdpSocket,
     table: SharedTable,
     counters: Arc<Counters>,
+    /// Response rate limiting's accounts, shared by every worker of the process.
+    limiter: Arc<Limiter>,
+    /// This worker's count of limited answers, for `slip`.
+    slips: u32,
     rng: SmallRng,
     queries: Box<[u8]>,
     answers: Box<[u8]>,
@@ -58,6 +66,8 @@ impl Worker {
             socket,
             table,
             counters,
+            limiter: Arc::new(Limiter::new()),
+            slips: 0,
             rng: SmallRng::from_rng(&mut rand::rng()),
             queries: vec![0u8; BATCH * QUERY_MAX].into_boxed_slice(),
             answers: vec![0u8; BATCH * ANSWER_MAX].into_boxed_slice(),
@@ -67,6 +77,13 @@ impl Worker {
             recv_headers: MultiHeaders::preallocate(BATCH, None),
             send_headers: MultiHeaders::preallocate(BATCH, None),
         })
+    }
+
+    /// Shares `limiter`'s accounts (one table for every worker of a process) instead of the
+    /// worker's own.
+    pub fn with_limiter(mut self, limiter: Arc<Limiter>) -> Worker {
+        self.limiter = limiter;
+        self
     }
 
     /// Serves until `stop` is set.
@@ -105,6 +122,9 @@ impl Worker {
         };
 
         let table = self.table.load();
+        let rrl = &table.config.rrl;
+        // One clock read per batch, and none when rate limiting is off.
+        let now = rrl.is_on().then(|| self.limiter.now());
         let mut answers = 0;
         for i in 0..count {
             let (len, peer) = self.received[i];
@@ -122,6 +142,23 @@ impl Worker {
                 &self.counters,
                 out,
             ) {
+                let n = match now {
+                    None => n,
+                    Some(now) => match self.limiter.filter(
+                        rrl,
+                        &table.config.cookie_secret,
+                        now,
+                        source,
+                        query,
+                        out,
+                        n,
+                        &mut self.slips,
+                        &self.counters,
+                    ) {
+                        Some(n) => n,
+                        None => continue,
+                    },
+                };
                 self.to_send[answers] = n;
                 self.peers[answers] = peer;
                 answers += 1;
@@ -183,15 +220,17 @@ pub(super) fn spawn(
     stop: &Arc<AtomicBool>,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     let mut threads = Vec::with_capacity(sockets.len());
+    let limiter = Arc::new(Limiter::new());
     for (i, socket) in sockets.into_iter().enumerate() {
         let table = Arc::clone(table);
+        let limiter = Arc::clone(&limiter);
         let stop = Arc::clone(stop);
         let counters = metrics.register();
         // The worker's message headers hold raw pointers (not Send): build it on its thread.
         threads.push(
             std::thread::Builder::new().name(format!("udp-{i}")).spawn(
                 move || match Worker::new(socket, table, counters) {
-                    Ok(worker) => worker.run(&stop),
+                    Ok(worker) => worker.with_limiter(limiter).run(&stop),
                     Err(e) => tracing::error!("UDP worker {i} cannot start: {e}"),
                 },
             )?,

@@ -17,5 +17,6 @@ mod protocol;
 mod query_log;
 mod reload;
 mod resolver;
+mod rrl;
 mod smoke;
 mod split;
