@@ -40,8 +40,8 @@
 //! configuration used to accept, a 512-byte reply was 27 bytes, all counts 0, then 15
 //! bytes of a half-written OPT; and the room kept for the OPT missed the answer's EDE.
 
-use super::parse::option;
-use super::{ClientSubnet, Header, Question, Rcode, cookie};
+use super::parse::{option, walk_name};
+use super::{ClientSubnet, Header, Question, Rcode, Tsig, cookie};
 use crate::answer::{Answer, Ede, Records};
 use crate::name::MAX_NAME_LEN;
 use crate::table::Rr;
@@ -204,7 +204,7 @@ fn options_len(e: &EdnsReply<'_>) -> usize {
 pub fn build(
     buf: &mut [u8],
     limit: usize,
-    header: &Header,
+    header: &Header<'_>,
     question: Option<&Question<'_>>,
     answer: &Answer<'_>,
     edns: Option<&EdnsReply<'_>>,
@@ -217,6 +217,8 @@ pub fn build(
         ..*e
     });
     let edns = edns.as_ref();
+    // What follows the records: the OPT, then the TSIG (RFC 8945 §5.2: the last record).
+    let tail_len = opt_len(edns) + header.tsig.as_ref().map_or(0, tsig_len);
     let mut w = Writer { buf, pos: 0, limit };
     let mut flags: u16 = 0x8000 | u16::from(header.opcode & 0x0f) << 11;
     if answer.authoritative {
@@ -240,7 +242,7 @@ pub fn build(
         // NSID longer than the configuration accepts could do that: module doc).
         let before = w.pos;
         let fits = w.put(q.qname).is_ok() && w.u16(q.qtype).is_ok() && w.u16(q.qclass).is_ok();
-        if fits && w.pos + opt_len(edns) <= w.limit {
+        if fits && w.pos + tail_len <= w.limit {
             qdcount = 1;
         } else {
             w.pos = before;
@@ -248,7 +250,7 @@ pub fn build(
     }
     let after_question = w.pos;
     let full_limit = w.limit;
-    w.limit = w.limit.saturating_sub(opt_len(edns));
+    w.limit = w.limit.saturating_sub(tail_len);
     let answer_owner = 0xc000 | 12u16;
     let authority_owner = 0xc000 | (12 + answer.origin_offset) as u16;
     let sections = if qdcount == 1 {
@@ -285,12 +287,56 @@ pub fn build(
             flags |= 0x0200; // TC
         }
     }
+    if let Some(t) = &header.tsig {
+        let tsig_start = w.pos;
+        if write_tsig(&mut w, t).is_ok() {
+            arcount += 1;
+        } else {
+            // A key and algorithm name near 255 bytes each, over UDP: TC, retry over TCP.
+            w.pos = tsig_start;
+            flags |= 0x0200; // TC
+        }
+    }
     w.set_u16(2, flags);
     w.set_u16(4, qdcount);
     w.set_u16(6, ancount);
     w.set_u16(8, nscount);
     w.set_u16(10, arcount);
     w.pos
+}
+
+/// Size of the unsigned BADKEY TSIG record we send: the key name uncompressed, type, class,
+/// TTL and length, then the algorithm name and 16 bytes of fixed fields and an empty MAC.
+fn tsig_len(t: &Tsig<'_>) -> usize {
+    let mut key = 0;
+    // parse checked the name; a malformed one counts as 0 and then fails to write.
+    let _ = walk_name(t.message, t.key_name.into(), |label| {
+        key += label.len();
+        Ok::<_, Full>(())
+    });
+    key + 10 + t.algorithm().len() + 16
+}
+
+/// RFC 8945 §5.3.2: "When a server detects an error relating to the key or MAC in the
+/// incoming request, the server SHOULD send back an unsigned error message (MAC size == 0
+/// and empty MAC)." Key name, algorithm, time signed, fudge and original id are the
+/// request's, as NSD and Knot send them; error BADKEY (§5.2.1); no other data.
+fn write_tsig(w: &mut Writer<'_>, t: &Tsig<'_>) -> Result<(), Full> {
+    walk_name(t.message, t.key_name.into(), |label| w.put(label))?.ok_or(Full)?;
+    w.u16(super::rtype::TSIG)?;
+    w.u16(super::class::ANY)?;
+    w.u32(0)?; // TTL
+    let algorithm = t.algorithm();
+    w.u16((algorithm.len() + 16) as u16)?; // a name of at most 255 bytes, and 16
+    w.put(algorithm)?;
+    let time_signed = t.time_signed();
+    w.u16((time_signed >> 32) as u16)?;
+    w.u32(time_signed as u32)?;
+    w.u16(t.fudge())?;
+    w.u16(0)?; // MAC size
+    w.u16(t.original_id())?;
+    w.u16(Tsig::BADKEY)?;
+    w.u16(0) // other len
 }
 
 /// RFC 6891 §6.1.2–6.1.3; options: ECS (RFC 7871 §7.2), NSID (RFC 5001), cookie
@@ -392,6 +438,7 @@ mod tests {
             opcode: 0,
             rd: false,
             cd: false,
+            tsig: None,
         };
         let records = [192, 193].map(|last| Rr {
             rtype: rtype::A,
@@ -477,5 +524,93 @@ mod tests {
         let m = parse_whole(&build_longest(&every_option(&[b'n'; 512])));
         assert!(m.edns.is_none() && m.additionals.is_empty());
         assert!(m.metadata.truncation);
+    }
+
+    /// A query for the longest name with a TSIG owned by `key` (uncompressed) and the
+    /// algorithm `algorithm`; returns the message and the TSIG as parse reads it.
+    fn signed_query(key: &[u8], algorithm: &[u8]) -> Vec<u8> {
+        let mut q = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+        q.extend(longest_name());
+        q.extend([0, 1, 0, 1]);
+        q.extend_from_slice(key);
+        q.extend([0, 250, 0, 255, 0, 0, 0, 0]);
+        q.extend(((algorithm.len() + 16) as u16).to_be_bytes());
+        q.extend_from_slice(algorithm);
+        q.extend([
+            0, 1, 0x65, 0x53, 0xf1, 0, 1, 44, 0, 0, 0xbe, 0xef, 0, 0, 0, 0,
+        ]);
+        q
+    }
+
+    fn build_refusal(query: &[u8], limit: usize, edns: Option<&EdnsReply<'_>>) -> Vec<u8> {
+        let Err(super::super::ParseError::Reply {
+            header,
+            question,
+            rcode,
+            ..
+        }) = super::super::parse(query)
+        else {
+            panic!("not refused");
+        };
+        assert_eq!(rcode, Rcode::NOTAUTH);
+        let mut buf = [0u8; 2048];
+        let n = build(
+            &mut buf,
+            limit,
+            &header,
+            question.as_ref(),
+            &Answer::error(rcode),
+            edns,
+        );
+        buf[..n].to_vec()
+    }
+
+    #[test]
+    fn test_8945_5_3_2_badkey_tsig_is_unsigned_and_last() {
+        let q = signed_query(b"\x03key\x00", b"\x0bhmac-sha256\x00");
+        let edns = EdnsReply {
+            udp_payload: 1232,
+            ..EdnsReply::default()
+        };
+        let reply = build_refusal(&q, 1232, Some(&edns));
+        let m = parse_whole(&reply);
+        assert_eq!(m.metadata.response_code.low(), 9);
+        assert!(m.edns.is_some());
+        let expected_tail = [
+            &b"\x03key\x00"[..],
+            &[0, 250, 0, 255, 0, 0, 0, 0, 0, 29],
+            b"\x0bhmac-sha256\x00",
+            &[0, 1, 0x65, 0x53, 0xf1, 0], // time signed, as sent
+            &[1, 44],                     // fudge, as sent
+            &[0, 0],                      // MAC size 0, no MAC
+            &[0xbe, 0xef],                // original id
+            &[0, 17],                     // BADKEY
+            &[0, 0],                      // other len
+        ]
+        .concat();
+        assert!(reply.ends_with(&expected_tail), "{reply:02x?}");
+        assert_eq!(u16::from_be_bytes([reply[10], reply[11]]), 2, "OPT, TSIG");
+    }
+
+    #[test]
+    fn a_tsig_that_does_not_fit_512_bytes_sets_tc_and_leaves_no_bytes() {
+        // A 255-byte key name and a 255-byte algorithm beside the longest question: 807
+        // bytes over TCP, too long for 512.
+        let mut key = Vec::new();
+        for len in [63u8, 63, 63, 61] {
+            key.push(len);
+            key.extend(std::iter::repeat_n(b'k', len.into()));
+        }
+        key.push(0);
+        let algorithm = longest_name();
+        let q = signed_query(&key, &algorithm);
+        let whole = build_refusal(&q, 65535, None);
+        assert_eq!(whole.len(), 12 + 259 + 255 + 10 + 255 + 16);
+        assert_eq!(parse_whole(&whole).additionals.len(), 1);
+        let cut = build_refusal(&q, 512, None);
+        let m = parse_whole(&cut);
+        assert!(m.metadata.truncation);
+        assert!(m.additionals.is_empty() && m.edns.is_none());
+        assert_eq!(m.metadata.response_code.low(), 9);
     }
 }

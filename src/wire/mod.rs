@@ -29,10 +29,14 @@ pub mod rtype {
     pub const TXT: u16 = 16;
     /// IPv6 address.
     pub const AAAA: u16 = 28;
+    /// Signature; in a query's additional section, a SIG(0) (RFC 2931).
+    pub const SIG: u16 = 24;
     /// Service location.
     pub const SRV: u16 = 33;
     /// EDNS(0) pseudo-record.
     pub const OPT: u16 = 41;
+    /// Transaction signature (RFC 8945).
+    pub const TSIG: u16 = 250;
     /// Incremental zone transfer.
     pub const IXFR: u16 = 251;
     /// Full zone transfer.
@@ -51,8 +55,10 @@ pub mod rtype {
             MX => "MX",
             TXT => "TXT",
             AAAA => "AAAA",
+            SIG => "SIG",
             SRV => "SRV",
             OPT => "OPT",
+            TSIG => "TSIG",
             IXFR => "IXFR",
             AXFR => "AXFR",
             ANY => "ANY",
@@ -68,6 +74,8 @@ pub mod class {
     pub const IN: u16 = 1;
     /// Chaos (identity names).
     pub const CH: u16 = 3;
+    /// Any class (the class of a TSIG record, RFC 8945 §4.2).
+    pub const ANY: u16 = 255;
 }
 
 /// Response codes, extended ones included (RFC 6891 §6.1.3): the low 4 bits go in the
@@ -88,6 +96,8 @@ impl Rcode {
     pub const NOTIMP: Rcode = Rcode(4);
     /// Refused.
     pub const REFUSED: Rcode = Rcode(5);
+    /// Not authorized: a TSIG or SIG(0) we cannot verify (RFC 8945 §5.2.1).
+    pub const NOTAUTH: Rcode = Rcode(9);
     /// Bad EDNS version (extended).
     pub const BADVERS: Rcode = Rcode(16);
 
@@ -100,15 +110,16 @@ impl Rcode {
             3 => "NXDOMAIN",
             4 => "NOTIMP",
             5 => "REFUSED",
+            9 => "NOTAUTH",
             16 => "BADVERS",
             _ => "OTHER",
         }
     }
 }
 
-/// The header fields of a query that an answer echoes.
+/// What an answer echoes of a query's header, and of its TSIG record when it had one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Header {
+pub struct Header<'a> {
     /// Message id.
     pub id: u16,
     /// Opcode (0 = QUERY).
@@ -117,6 +128,66 @@ pub struct Header {
     pub rd: bool,
     /// Checking disabled: copied into the answer (RFC 4035 §3.1.6).
     pub cd: bool,
+    /// The query's TSIG record: the answer carries an unsigned TSIG with error BADKEY
+    /// (RFC 8945 §5.2.1), since pooldns knows no keys. Set only with rcode NOTAUTH.
+    pub tsig: Option<Tsig<'a>>,
+}
+
+/// A query's TSIG record (RFC 8945 §4.2), checked by [`parse`], as far as the refusal
+/// echoes it. Offsets into the query, not copies: it rides in every [`Request`]'s header,
+/// so it stays small (3 words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tsig<'a> {
+    /// The whole query: the key name may be compressed and point anywhere before it.
+    pub message: &'a [u8],
+    /// Where the key name (the record's owner) starts in `message`.
+    pub key_name: u16,
+    /// Where the record's rdata starts in `message`: the algorithm name, uncompressed as
+    /// RFC 8945 §4.2 requires, then time signed, fudge, MAC size, MAC, original id.
+    pub rdata: u16,
+}
+
+impl<'a> Tsig<'a> {
+    /// TSIG error BADKEY: the key is not known (RFC 8945 §5.2.1).
+    pub const BADKEY: u16 = 17;
+
+    /// The algorithm name, root label included.
+    pub fn algorithm(&self) -> &'a [u8] {
+        let start = usize::from(self.rdata);
+        let mut end = start;
+        // parse checked it is a plain name inside the message; stop at the end anyway.
+        while let Some(&len) = self.message.get(end) {
+            end += 1 + usize::from(len);
+            if len == 0 {
+                break;
+            }
+        }
+        self.message.get(start..end).unwrap_or_default()
+    }
+
+    /// The fixed fields after the algorithm name.
+    fn field(&self, at: usize, len: usize) -> u64 {
+        let start = usize::from(self.rdata) + self.algorithm().len() + at;
+        self.message
+            .get(start..start + len)
+            .map_or(0, |b| b.iter().fold(0, |v, &x| v << 8 | u64::from(x)))
+    }
+
+    /// Time signed, seconds since the epoch (48 bits).
+    pub fn time_signed(&self) -> u64 {
+        self.field(0, 6)
+    }
+
+    /// Fudge, seconds.
+    pub fn fudge(&self) -> u16 {
+        self.field(6, 2) as u16
+    }
+
+    /// Original id: after the MAC.
+    pub fn original_id(&self) -> u16 {
+        let mac_len = self.field(8, 2) as usize;
+        self.field(10 + mac_len, 2) as u16
+    }
 }
 
 /// The question of a query.
@@ -173,7 +244,7 @@ pub struct Edns {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Request<'a> {
     /// Header fields to echo.
-    pub header: Header,
+    pub header: Header<'a>,
     /// The one question.
     pub question: Question<'a>,
     /// EDNS, when the query had an OPT record.

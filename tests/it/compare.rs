@@ -180,6 +180,25 @@ const KNOT_NOTAUTH: &str = "a transfer without permission: pooldns says REFUSED 
     (RFC 1035 §4.1.1 gives zone transfers as REFUSED's example; issue 3); Knot says NOTAUTH, \
     which without a TSIG record reads as \"not authoritative\" (RFC 2136 §2.2), untrue here.";
 
+const TSIG_ORIGINAL_ID: &str = "the BADKEY TSIG's original id: pooldns copies the request's, \
+    as NSD does (RFC 8945 §4.2: in a response it \"contains the ID of the original DNS \
+    request\"); Knot puts the message id.";
+const TSIG_FIRST: &str = "a TSIG with an unknown key on a name outside the zone: pooldns \
+    refuses the key before looking at the name (RFC 8945 §5.2), as NSD does; Knot says \
+    REFUSED without a TSIG.";
+const TSIG_CLASS: &str = "a TSIG of class IN: RFC 8945 §4.2 says CLASS MUST be ANY; pooldns \
+    says FORMERR like NSD, Knot takes it for a TSIG (NOTAUTH, BADKEY).";
+const BADVERS_TSIG: &str = "EDNS version 1 and a TSIG: pooldns says BADVERS without a TSIG, \
+    like Knot (the version decides how the rest is read, RFC 6891 §6.1.3); NSD adds the BADKEY \
+    TSIG and ORs both rcodes into 25.";
+const FORMERR_NO_QUESTION: &str = "pooldns sends FORMERR without the question \
+    (src/wire/parse.rs), as NSD does; Knot echoes it.";
+const SIG0: &str = "a SIG(0) signed query: pooldns says FORMERR like NSD, since it cannot \
+    check the signature and an answer would read as verified (src/wire/parse.rs); Knot \
+    ignores the SIG and answers.";
+const ADDITIONAL_IGNORED: &str = "a record with no meaning in a query's additional section \
+    (RFC 1035 §4.1): pooldns ignores it like Knot; NSD says FORMERR.";
+
 /// Every difference between pooldns and NSD or Knot on the shapes below. Keep it exact: the
 /// test fails when one appears that is not here, or one here goes away.
 const EXPECTED: &[Expected] = &[
@@ -234,6 +253,46 @@ const EXPECTED: &[Expected] = &[
     diff("axfr-tcp", Knot, Rcode, KNOT_NOTAUTH),
     diff("ixfr-udp", Knot, Rcode, KNOT_NOTAUTH),
     diff("ixfr-tcp", Knot, Rcode, KNOT_NOTAUTH),
+    diff("tsig-unknown-key", Nsd, Question, NSD_DROPS_QUESTION),
+    diff("tsig-unknown-key", Knot, Additional, TSIG_ORIGINAL_ID),
+    diff("tsig-unknown-key-tcp", Nsd, Question, NSD_DROPS_QUESTION),
+    diff("tsig-unknown-key-tcp", Knot, Additional, TSIG_ORIGINAL_ID),
+    diff("tsig-unknown-key-edns", Nsd, Question, NSD_DROPS_QUESTION),
+    diff("tsig-unknown-key-edns", Knot, Additional, TSIG_ORIGINAL_ID),
+    diff("tsig-compressed-key", Nsd, Question, NSD_DROPS_QUESTION),
+    diff("tsig-compressed-key", Knot, Additional, TSIG_ORIGINAL_ID),
+    diff("tsig-outside-zone", Nsd, Question, NSD_DROPS_QUESTION),
+    diff("tsig-outside-zone", Knot, Rcode, TSIG_FIRST),
+    diff("tsig-outside-zone", Knot, Additional, TSIG_FIRST),
+    diff("tsig-opcode-notify", Nsd, Question, NSD_DROPS_QUESTION),
+    diff("tsig-opcode-notify", Knot, Additional, TSIG_ORIGINAL_ID),
+    diff("tsig-class-in", Knot, Rcode, TSIG_CLASS),
+    diff("tsig-class-in", Knot, Question, TSIG_CLASS),
+    diff("tsig-class-in", Knot, Additional, TSIG_CLASS),
+    diff("tsig-not-last", Knot, Question, FORMERR_NO_QUESTION),
+    diff("tsig-two", Knot, Question, FORMERR_NO_QUESTION),
+    diff("tsig-short-rdata", Knot, Question, FORMERR_NO_QUESTION),
+    diff("tsig-edns-version-1", Nsd, Rcode, BADVERS_TSIG),
+    diff("tsig-edns-version-1", Nsd, Question, NSD_DROPS_QUESTION),
+    diff("tsig-edns-version-1", Nsd, Additional, BADVERS_TSIG),
+    diff("sig0", Knot, Rcode, SIG0),
+    diff("sig0", Knot, Aa, SIG0),
+    diff("sig0", Knot, Question, SIG0),
+    diff("sig0", Knot, Answer, SIG0),
+    diff("sig0-edns", Nsd, Opt, NSD_DROPS_OPT),
+    diff("sig0-edns", Knot, Rcode, SIG0),
+    diff("sig0-edns", Knot, Aa, SIG0),
+    diff("sig0-edns", Knot, Question, SIG0),
+    diff("sig0-edns", Knot, Answer, SIG0),
+    diff("additional-a", Nsd, Rcode, ADDITIONAL_IGNORED),
+    diff("additional-a", Nsd, Aa, ADDITIONAL_IGNORED),
+    diff("additional-a", Nsd, Question, ADDITIONAL_IGNORED),
+    diff("additional-a", Nsd, Answer, ADDITIONAL_IGNORED),
+    diff("additional-a-edns", Nsd, Rcode, ADDITIONAL_IGNORED),
+    diff("additional-a-edns", Nsd, Aa, ADDITIONAL_IGNORED),
+    diff("additional-a-edns", Nsd, Question, ADDITIONAL_IGNORED),
+    diff("additional-a-edns", Nsd, Answer, ADDITIONAL_IGNORED),
+    diff("additional-a-edns", Nsd, Opt, ADDITIONAL_IGNORED),
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -289,6 +348,8 @@ struct Query {
     authority: Vec<Vec<u8>>,
     /// The OPT record, already encoded.
     opt: Option<Vec<u8>>,
+    /// Additional records after the OPT, already encoded.
+    additional: Vec<Vec<u8>>,
     /// Bytes after the last record.
     trailing: Vec<u8>,
 }
@@ -301,6 +362,7 @@ impl Query {
             questions: vec![(wire_name(name), qtype, IN)],
             authority: Vec::new(),
             opt: None,
+            additional: Vec::new(),
             trailing: Vec::new(),
         }
     }
@@ -346,6 +408,12 @@ impl Query {
         self
     }
 
+    /// Appends an additional record (after the OPT).
+    fn and_additional(mut self, record: Vec<u8>) -> Query {
+        self.additional.push(record);
+        self
+    }
+
     /// A plain EDNS(0) OPT: 1232 bytes, no flags, no options.
     fn edns(self) -> Query {
         self.opt(1232, 0, 0, &[])
@@ -359,7 +427,9 @@ impl Query {
         p.extend(count(self.questions.len()));
         p.extend(count(0));
         p.extend(count(self.authority.len()));
-        p.extend(count(usize::from(self.opt.is_some())));
+        p.extend(count(
+            usize::from(self.opt.is_some()) + self.additional.len(),
+        ));
         for (qname, qtype, qclass) in &self.questions {
             p.extend_from_slice(qname);
             p.extend(qtype.to_be_bytes());
@@ -371,9 +441,51 @@ impl Query {
         if let Some(o) = &self.opt {
             p.extend_from_slice(o);
         }
+        for rr in &self.additional {
+            p.extend_from_slice(rr);
+        }
         p.extend_from_slice(&self.trailing);
         p
     }
+}
+
+/// A record: owner in wire form, type, class, TTL, rdata.
+fn record(owner: &[u8], rtype: u16, class: u16, ttl: u32, rdata: &[u8]) -> Vec<u8> {
+    let mut rr = owner.to_vec();
+    rr.extend(rtype.to_be_bytes());
+    rr.extend(class.to_be_bytes());
+    rr.extend(ttl.to_be_bytes());
+    rr.extend(u16::try_from(rdata.len()).expect("rdata").to_be_bytes());
+    rr.extend_from_slice(rdata);
+    rr
+}
+
+const TSIG: u16 = 250;
+const SIG: u16 = 24;
+
+/// A TSIG record (RFC 8945 §4.2) signed with a key no server here has: hmac-sha256, a
+/// 32-byte MAC of zeros, original id 0xbeef.
+fn tsig(owner: &[u8], class: u16) -> Vec<u8> {
+    let mut rdata = wire_name("hmac-sha256");
+    rdata.extend([0, 0]);
+    rdata.extend(1_700_000_000u32.to_be_bytes()); // time signed, 48 bits
+    rdata.extend(300u16.to_be_bytes()); // fudge
+    rdata.extend(32u16.to_be_bytes());
+    rdata.extend([0; 32]); // MAC
+    rdata.extend(0xbeefu16.to_be_bytes()); // original id
+    rdata.extend([0, 0, 0, 0]); // error, other len
+    record(owner, TSIG, class, 0, &rdata)
+}
+
+/// A SIG(0) record (RFC 2931 §3): type covered 0, RSASHA256, a key no server here has.
+fn sig0() -> Vec<u8> {
+    let mut rdata = vec![0, 0, 8, 0, 0, 0, 0, 0];
+    rdata.extend(1_700_000_300u32.to_be_bytes()); // expiration
+    rdata.extend(1_700_000_000u32.to_be_bytes()); // inception
+    rdata.extend(4711u16.to_be_bytes()); // key tag
+    rdata.extend(wire_name("key.example"));
+    rdata.extend([7; 64]); // signature
+    record(&[0], SIG, CLASS_ANY, 0, &rdata)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -511,6 +623,93 @@ fn shapes() -> Vec<Shape> {
         ("qr-set", Udp, apex().flags(QR)),
         ("trailing-byte", Udp, trailing),
         ("pointer-in-qname", Udp, pointer),
+        // Additional records that change a query's meaning: TSIG (RFC 8945), SIG(0)
+        // (RFC 2931); and one that does not.
+        (
+            "tsig-unknown-key",
+            Udp,
+            apex().and_additional(tsig(&wire_name("key.example"), CLASS_ANY)),
+        ),
+        (
+            "tsig-unknown-key-tcp",
+            Tcp,
+            apex().and_additional(tsig(&wire_name("key.example"), CLASS_ANY)),
+        ),
+        (
+            "tsig-unknown-key-edns",
+            Udp,
+            apex()
+                .edns()
+                .and_additional(tsig(&wire_name("key.example"), CLASS_ANY)),
+        ),
+        (
+            "tsig-compressed-key",
+            Udp,
+            apex().and_additional(tsig(&[0xc0, 0x0c], CLASS_ANY)),
+        ),
+        (
+            "tsig-outside-zone",
+            Udp,
+            Query::new("example.com", A).and_additional(tsig(&wire_name("key.example"), CLASS_ANY)),
+        ),
+        (
+            "tsig-opcode-notify",
+            Udp,
+            apex()
+                .flags(opcode(4))
+                .and_additional(tsig(&wire_name("key.example"), CLASS_ANY)),
+        ),
+        (
+            "tsig-class-in",
+            Udp,
+            apex().and_additional(tsig(&wire_name("key.example"), IN)),
+        ),
+        (
+            "tsig-not-last",
+            Udp,
+            apex()
+                .and_additional(tsig(&wire_name("key.example"), CLASS_ANY))
+                .and_additional(record(&[0xc0, 0x0c], A, IN, 60, &[192, 0, 2, 1])),
+        ),
+        (
+            "tsig-two",
+            Udp,
+            apex()
+                .and_additional(tsig(&wire_name("key.example"), CLASS_ANY))
+                .and_additional(tsig(&wire_name("key.example"), CLASS_ANY)),
+        ),
+        (
+            "tsig-short-rdata",
+            Udp,
+            apex().and_additional(record(
+                &wire_name("key.example"),
+                TSIG,
+                CLASS_ANY,
+                0,
+                b"\x0bhmac-sha256\x00\x00\x00",
+            )),
+        ),
+        (
+            "tsig-edns-version-1",
+            Udp,
+            apex()
+                .opt(1232, 1, 0, &[])
+                .and_additional(tsig(&wire_name("key.example"), CLASS_ANY)),
+        ),
+        ("sig0", Udp, apex().and_additional(sig0())),
+        ("sig0-edns", Udp, apex().edns().and_additional(sig0())),
+        (
+            "additional-a",
+            Udp,
+            apex().and_additional(record(&[0xc0, 0x0c], A, IN, 60, &[192, 0, 2, 1])),
+        ),
+        (
+            "additional-a-edns",
+            Udp,
+            apex()
+                .edns()
+                .and_additional(record(&[0xc0, 0x0c], A, IN, 60, &[192, 0, 2, 1])),
+        ),
         // ANY (RFC 8482).
         ("any-apex", Udp, Query::new("pool.test", ANY)),
         ("any-apex-tcp", Tcp, Query::new("pool.test", ANY)),

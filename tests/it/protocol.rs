@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::tsig::TsigError;
 use hickory_proto::rr::{RData, RecordType};
 use pooldns::server::{ServerOptions, Transport};
 use rand::rngs::StdRng;
@@ -408,6 +409,100 @@ async fn unknown_opcodes_get_notimp_with_the_opcode_echoed() {
                 }
             }
         }
+    }
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Signed queries: TSIG (RFC 8945) and SIG(0) (RFC 2931). pooldns knows no keys.
+
+/// RFC 8945 §5.2.1: a TSIG with a key the server does not know gets NOTAUTH and an
+/// unsigned TSIG (§5.3.2: MAC size 0) with error BADKEY; key name, algorithm, time signed,
+/// fudge and original id as the request's. Issue 11: pooldns answered NOERROR and ignored
+/// the TSIG (ISC's DNS compliance tester flagged it).
+#[tokio::test]
+async fn test_8945_5_2_1_unknown_tsig_key_gets_notauth_badkey_over_udp_and_tcp() {
+    let server = TestServer::start(&four_servers()).await;
+    let key = b"\x03key\x07example\x00";
+    for (i, edns) in [false, true].into_iter().enumerate() {
+        let id = 0x7500 + i as u16;
+        let mut q = raw_query(id, 0x0100, QNAME_0, 1);
+        if edns {
+            q = q.with_additional(&opt(1232, 0, 0, 0, &[]));
+        }
+        let q = q.with_additional(&tsig_record(key, 255, 1_700_000_000, 0xbeef));
+        for (via, reply) in [
+            ("UDP", server.raw_udp(&q.bytes).await.expect("UDP reply")),
+            ("TCP", server.raw_tcp(&q.bytes).await.expect("TCP reply")),
+        ] {
+            let h = Head::of(&reply);
+            assert_eq!(h.id, id, "{via}");
+            assert!(h.qr() && !h.aa() && !h.tc(), "{via}: {h:?}");
+            assert_eq!(h.rcode(), 9, "{via}: NOTAUTH");
+            assert_eq!((h.qd, h.an, h.ns), (1, 0, 0), "{via}");
+            assert_eq!(h.ar, 1 + u16::from(edns), "{via}: TSIG and OPT");
+            assert_eq!(find_opt(&reply).is_some(), edns, "{via}");
+            let m = Message::from_vec(&reply).expect("parses");
+            // hickory reads the TSIG into the additional section (its TSIG support is
+            // behind a feature pooldns does not turn on).
+            let t = m.additionals.last().expect("a TSIG record, last");
+            assert_eq!(t.name.to_ascii(), "key.example.");
+            assert_eq!(t.dns_class, hickory_proto::rr::DNSClass::ANY);
+            assert_eq!(t.ttl, 0);
+            let RData::TSIG(data) = &t.data else {
+                panic!("{via}: not a TSIG: {t:?}");
+            };
+            assert_eq!(data.algorithm.to_name().to_ascii(), "hmac-sha256");
+            assert_eq!(data.time, 1_700_000_000, "{via}: time signed copied");
+            assert_eq!(data.fudge, 300);
+            assert!(data.mac.is_empty(), "{via}: unsigned, MAC size 0");
+            assert_eq!(data.oid, 0xbeef);
+            assert_eq!(data.error, Some(TsigError::BadKey), "{via}");
+            assert!(data.other.is_empty());
+            // The TSIG is the last record on the wire (RFC 8945 §5.3).
+            let key_at = reply.len() - (key.len() + 10 + 13 + 16);
+            assert_eq!(&reply[key_at..key_at + key.len()], key, "{via}");
+        }
+    }
+    server.stop().await;
+}
+
+/// RFC 8945 §5.2: a TSIG that is not the last record, a second TSIG, a TSIG whose rdata
+/// does not read, or one of class IN (§4.2: CLASS MUST be ANY) gets FORMERR; so does a
+/// SIG(0), which pooldns cannot verify (NSD does the same; src/wire/parse.rs lists why).
+#[tokio::test]
+async fn misplaced_or_malformed_tsig_and_sig0_get_formerr() {
+    let server = TestServer::start(&four_servers()).await;
+    let key = b"\x03key\x07example\x00";
+    let tsig = tsig_record(key, 255, 1_700_000_000, 1);
+    let base = |id| raw_query(id, 0x0100, QNAME_0, 1);
+    let mut short_rdata = tsig.clone();
+    short_rdata.truncate(tsig.len() - 2);
+    let rdlen = u16::from_be_bytes([short_rdata[key.len() + 8], short_rdata[key.len() + 9]]);
+    short_rdata[key.len() + 8..key.len() + 10].copy_from_slice(&(rdlen - 2).to_be_bytes());
+    let mut sig0 = vec![0, 0, 24, 0, 255, 0, 0, 0, 0];
+    let mut sig_rdata = vec![
+        0, 0, 8, 0, 0, 0, 0, 0, 0x65, 0x53, 0xf1, 0x2c, 0x65, 0x53, 0xf0, 0,
+    ];
+    sig_rdata.extend([0x12, 0x67]);
+    sig_rdata.extend_from_slice(key);
+    sig_rdata.extend([7; 64]);
+    sig0.extend((sig_rdata.len() as u16).to_be_bytes());
+    sig0.extend(sig_rdata);
+    let packets = [
+        base(0x7601)
+            .with_additional(&tsig)
+            .with_additional(&opt(1232, 0, 0, 0, &[])),
+        base(0x7602).with_additional(&tsig).with_additional(&tsig),
+        base(0x7603).with_additional(&short_rdata),
+        base(0x7604).with_additional(&tsig_record(key, 1, 1_700_000_000, 1)),
+        base(0x7605).with_additional(&sig0),
+        base(0x7606)
+            .with_additional(&opt(1232, 0, 0, 0, &[]))
+            .with_additional(&sig0),
+    ];
+    for q in packets {
+        assert_formerr(&server, &q.bytes).await;
     }
     server.stop().await;
 }
@@ -824,6 +919,26 @@ impl RawQuery {
         self.bytes.extend_from_slice(record);
         self
     }
+}
+
+/// A TSIG record (RFC 8945 §4.2) owned by `key`: hmac-sha256, fudge 300, a 32-byte MAC
+/// of zeros no key made.
+fn tsig_record(key: &[u8], class: u16, time_signed: u32, original_id: u16) -> Vec<u8> {
+    let mut rdata = b"\x0bhmac-sha256\x00".to_vec();
+    rdata.extend([0, 0]);
+    rdata.extend(time_signed.to_be_bytes());
+    rdata.extend(300u16.to_be_bytes());
+    rdata.extend(32u16.to_be_bytes());
+    rdata.extend([0; 32]);
+    rdata.extend(original_id.to_be_bytes());
+    rdata.extend([0, 0, 0, 0]); // error, other len
+    let mut rr = key.to_vec();
+    rr.extend(250u16.to_be_bytes());
+    rr.extend(class.to_be_bytes());
+    rr.extend(0u32.to_be_bytes());
+    rr.extend((rdata.len() as u16).to_be_bytes());
+    rr.extend(rdata);
+    rr
 }
 
 /// An OPT record (RFC 6891 §6.1.2).
