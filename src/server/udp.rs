@@ -42,6 +42,9 @@ pub struct Worker {
     limiter: Arc<Limiter>,
     /// This worker's count of limited answers, for `slip`.
     slips: u32,
+    /// Per answer of the batch: the client's address and the index of its query.
+    sources: [IpAddr; BATCH],
+    query_of: [usize; BATCH],
     rng: SmallRng,
     queries: Box<[u8]>,
     answers: Box<[u8]>,
@@ -68,6 +71,8 @@ impl Worker {
             counters,
             limiter: Arc::new(Limiter::new()),
             slips: 0,
+            sources: [IpAddr::from([0, 0, 0, 0]); BATCH],
+            query_of: [0; BATCH],
             rng: SmallRng::from_rng(&mut rand::rng()),
             queries: vec![0u8; BATCH * QUERY_MAX].into_boxed_slice(),
             answers: vec![0u8; BATCH * ANSWER_MAX].into_boxed_slice(),
@@ -142,27 +147,32 @@ impl Worker {
                 &self.counters,
                 out,
             ) {
-                let n = match now {
-                    None => n,
-                    Some(now) => match self.limiter.filter(
-                        rrl,
-                        &table.config.cookie_secret,
-                        now,
-                        source,
-                        query,
-                        out,
-                        n,
-                        &mut self.slips,
-                        &self.counters,
-                    ) {
-                        Some(n) => n,
-                        None => continue,
-                    },
-                };
                 self.to_send[answers] = n;
                 self.peers[answers] = peer;
+                self.sources[answers] = source;
+                self.query_of[answers] = i;
                 answers += 1;
             }
+        }
+        if let Some(now) = now {
+            let (queries, received, query_of) = (&self.queries, &self.received, &self.query_of);
+            self.limiter.decide(
+                rrl,
+                &table.config.cookie_secret,
+                now,
+                &mut self.answers,
+                ANSWER_MAX,
+                &mut self.to_send[..answers],
+                &self.sources[..answers],
+                |j| {
+                    // i < count <= BATCH and received[i].0 <= QUERY_MAX: in the buffer.
+                    let i = query_of[j];
+                    &queries[i * QUERY_MAX..i * QUERY_MAX + received[i].0]
+                },
+                &mut self.slips,
+                &self.counters,
+            );
+            answers = self.keep_sent(answers);
         }
         drop(table);
 
@@ -201,6 +211,31 @@ impl Worker {
         Ok(answers)
     }
 }
+
+impl Worker {
+    /// Closes the gaps that rate limiting left (answers of length 0, dropped) among the
+    /// first `answers`; returns how many remain. Moves bytes only under a flood.
+    fn keep_sent(&mut self, answers: usize) -> usize {
+        let mut kept = 0;
+        for j in 0..answers {
+            let n = self.to_send[j];
+            if n == 0 {
+                continue;
+            }
+            if kept != j {
+                self.answers
+                    .copy_within(j * ANSWER_MAX..j * ANSWER_MAX + n, kept * ANSWER_MAX);
+                self.to_send[kept] = n;
+                self.peers[kept] = self.peers[j];
+            }
+            kept += 1;
+        }
+        kept
+    }
+}
+
+// Limiter::decide looks at a whole batch at once.
+const _: () = assert!(BATCH <= crate::rrl::MAX_BATCH);
 
 fn ip_of(addr: &SockaddrStorage) -> Option<IpAddr> {
     if let Some(v4) = addr.as_sockaddr_in() {
