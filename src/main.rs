@@ -178,9 +178,14 @@ struct ServeArgs {
     /// two-byte length prefix; a slower client is disconnected.
     #[arg(long, value_name = "SECS", default_value_t = 2)]
     tcp_read_timeout: u64,
-    /// Most concurrent TCP connections; a new one closes the most idle one.
-    #[arg(long, default_value_t = 1024)]
+    /// Most concurrent TCP connections; a new one closes an idle one: one that has not
+    /// completed a query if any, else the one whose last answer is oldest.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
     tcp_max_connections: usize,
+    /// Most TCP connections one client /24 (IPv4) or /56 (IPv6) may hold; one more is
+    /// closed at once.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    tcp_max_connections_per_client: usize,
 }
 
 fn main() -> ExitCode {
@@ -387,6 +392,7 @@ async fn serve_in_runtime(args: ServeArgs) -> anyhow::Result<()> {
         tcp_idle_timeout: std::time::Duration::from_secs(args.tcp_idle_timeout),
         tcp_read_timeout: std::time::Duration::from_secs(args.tcp_read_timeout),
         tcp_max_connections: args.tcp_max_connections,
+        tcp_max_connections_per_client: args.tcp_max_connections_per_client,
     };
     for addr in listeners.udp_addrs() {
         tracing::info!("serving on {addr} (UDP and TCP)");

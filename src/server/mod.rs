@@ -163,10 +163,17 @@ fn reuseport_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
 pub struct ServerOptions {
     /// How long a TCP connection may stay idle between queries (RFC 7766 §6.2.3).
     pub tcp_idle_timeout: Duration,
-    /// How long the rest of a message may take once its length has arrived.
+    /// How long the rest of a message may take once its length has arrived, and the
+    /// second byte of the length once the first has: a client trickling bytes holds a
+    /// connection no longer than this.
     pub tcp_read_timeout: Duration,
-    /// Most concurrent TCP connections; a new one closes the most idle one.
+    /// Most concurrent TCP connections; a new one closes an idle one to make room: one
+    /// that has not completed a query if any, the longest open of those, else the one
+    /// whose last answer is oldest.
     pub tcp_max_connections: usize,
+    /// Most TCP connections one client /24 (IPv4) or /56 (IPv6) may hold; one more is
+    /// closed at once, evicting nobody.
+    pub tcp_max_connections_per_client: usize,
 }
 
 impl Default for ServerOptions {
@@ -175,6 +182,7 @@ impl Default for ServerOptions {
             tcp_idle_timeout: Duration::from_secs(10),
             tcp_read_timeout: Duration::from_secs(2),
             tcp_max_connections: 1024,
+            tcp_max_connections_per_client: 64,
         }
     }
 }

@@ -20,3 +20,4 @@ mod resolver;
 mod rrl;
 mod smoke;
 mod split;
+mod tcp_abuse;
