@@ -8,10 +8,15 @@
 //! records as wire rdata ([`Records`]); the writer turns them into text. It rotates the
 //! file by size: `PATH` becomes `PATH.1` (replacing the older one) and a new `PATH` is
 //! started.
+//!
+//! A write that fails (a full disk, a quota, an I/O error) loses its entries: they are
+//! counted with the ring's drops, the first failure is logged, and the writer goes on
+//! with the next batch, so the log resumes by itself once there is room. The query path
+//! never sees the disk, so a full disk neither blocks nor stops the server (issue 11).
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -126,7 +131,8 @@ impl std::fmt::Debug for Records {
 #[derive(Debug)]
 pub struct QueryLog {
     ring: ArrayQueue<Entry>,
-    /// Entries dropped because the ring was full.
+    /// Entries dropped: the ring was full (the writer fell behind), or writing them failed
+    /// (a full disk).
     pub dropped: AtomicU64,
     /// Entries written.
     pub written: AtomicU64,
@@ -150,9 +156,11 @@ impl QueryLog {
             log: Arc::clone(&log),
             path: path.to_owned(),
             size: file.metadata().map_or(0, |m| m.len()),
-            out: BufWriter::new(file),
+            out: file,
             max_bytes: max_bytes.max(4096),
-            line: String::with_capacity(512),
+            batch: String::with_capacity(BATCH_BYTES + 4096),
+            in_batch: 0,
+            failing: false,
         };
         let handle = std::thread::Builder::new()
             .name("query-log".into())
@@ -181,13 +189,26 @@ fn open(path: &Path) -> std::io::Result<File> {
         .map_err(|e| std::io::Error::new(e.kind(), format!("query log {}: {e}", path.display())))
 }
 
+/// Bytes of lines the writer collects before one write.
+const BATCH_BYTES: usize = 64 << 10;
+
+/// The writer thread's state.
 struct Writer {
     log: Arc<QueryLog>,
     path: PathBuf,
-    out: BufWriter<File>,
+    /// The open log file; replaced on rotation.
+    out: File,
+    /// Bytes in the current file.
     size: u64,
     max_bytes: u64,
-    line: String,
+    /// Lines not yet written, whole: a batch is written or lost as a whole, so `written`
+    /// and `dropped` count exactly (a buffered writer would report lines as written that
+    /// are stuck in its buffer).
+    batch: String,
+    /// Entries in `batch`.
+    in_batch: u64,
+    /// The last write failed: logged once, until a write succeeds again.
+    failing: bool,
 }
 
 impl Writer {
@@ -195,14 +216,15 @@ impl Writer {
         loop {
             let mut wrote = false;
             while let Some(entry) = self.log.ring.pop() {
-                self.write(&entry);
+                render(&mut self.batch, &entry);
+                self.in_batch += 1;
+                if self.batch.len() >= BATCH_BYTES {
+                    self.write_batch();
+                }
                 wrote = true;
             }
-            if wrote {
-                let _ = self.out.flush();
-            }
+            self.write_batch();
             if self.log.closed.load(Ordering::Relaxed) && self.log.ring.is_empty() {
-                let _ = self.out.flush();
                 return;
             }
             if !wrote {
@@ -211,12 +233,38 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, e: &Entry) {
-        self.line.clear();
-        render(&mut self.line, e);
-        if self.out.write_all(self.line.as_bytes()).is_ok() {
-            self.size += self.line.len() as u64;
-            self.log.written.fetch_add(1, Ordering::Relaxed);
+    /// Writes the batch, or counts its entries as dropped; rotates past the size limit.
+    fn write_batch(&mut self) {
+        if self.in_batch == 0 {
+            return;
+        }
+        match self.out.write_all(self.batch.as_bytes()) {
+            Ok(()) => {
+                self.size += self.batch.len() as u64;
+                self.log.written.fetch_add(self.in_batch, Ordering::Relaxed);
+                if self.failing {
+                    tracing::info!("query log {}: writing again", self.path.display());
+                    self.failing = false;
+                }
+            }
+            Err(e) => {
+                self.log.dropped.fetch_add(self.in_batch, Ordering::Relaxed);
+                if !self.failing {
+                    tracing::warn!(
+                        "query log {}: cannot write: {e}; dropping entries (counted in \
+                         pooldns_query_log_dropped_total) until it can",
+                        self.path.display()
+                    );
+                    self.failing = true;
+                }
+            }
+        }
+        self.batch.clear();
+        self.in_batch = 0;
+        if self.failing {
+            // Part of the batch may have reached the file: the next one starts on a line
+            // of its own, so that the torn line stays one bad line.
+            self.batch.push('\n');
         }
         if self.size >= self.max_bytes {
             self.rotate();
@@ -224,7 +272,6 @@ impl Writer {
     }
 
     fn rotate(&mut self) {
-        let _ = self.out.flush();
         let mut old = self.path.clone().into_os_string();
         old.push(".1");
         if let Err(e) = std::fs::rename(&self.path, &old) {
@@ -232,7 +279,7 @@ impl Writer {
         }
         match open(&self.path) {
             Ok(f) => {
-                self.out = BufWriter::new(f);
+                self.out = f;
                 self.size = 0;
             }
             Err(e) => tracing::warn!("{e}"),
@@ -531,5 +578,33 @@ mod tests {
             full.record(entry(b"\x00"));
         }
         assert_eq!(full.dropped.load(Ordering::Relaxed), 3);
+    }
+
+    /// Issue 11: a full disk (here /dev/full, where every write fails with ENOSPC) drops
+    /// and counts every entry; the query path's `record` never waits, and the writer
+    /// neither dies nor hangs.
+    #[test]
+    fn a_full_disk_drops_and_counts_every_entry_and_never_blocks() {
+        let (log, writer) = QueryLog::start(Path::new("/dev/full"), 1 << 20).unwrap();
+        let started = std::time::Instant::now();
+        let mut recorded = 0;
+        for round in 0..20 {
+            for _ in 0..500 {
+                log.record(entry(b"\x01\x30\x04pool\x03ntp\x03org\x00"));
+                recorded += 1;
+            }
+            if round % 5 == 0 {
+                std::thread::sleep(Duration::from_millis(30));
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "recording took {:?}",
+            started.elapsed()
+        );
+        log.close();
+        writer.join().expect("the writer ends cleanly");
+        assert_eq!(log.written.load(Ordering::Relaxed), 0);
+        assert_eq!(log.dropped.load(Ordering::Relaxed), recorded);
     }
 }
