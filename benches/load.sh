@@ -30,6 +30,7 @@ RELOAD_EVERY=3       # seconds between feed rewrites in --reload
 COMPARE=0
 SCALING=0            # --scaling N: also a second pooldns with an N-server feed
 ZONES=0              # --zones: also a pooldns in balance.mode = "zones" (pd-zones)
+RRL=0                # --rrl: also a pooldns with response rate limiting on (pd-rrl)
 RELOAD=0
 QUICK=0
 KEEP=0
@@ -49,6 +50,10 @@ usage: benches/load.sh [options]
   --zones            also run a second pooldns with the same feed in balance.mode = "zones"
                      (pd-zones): the ratio pooldns / pd-zones of q/CPU-s is what the serving
                      plan costs per query (the bundled configuration is in plan mode)
+  --rrl              also run a second pooldns with the same feed and [rrl]
+                     responses_per_second = 1000000 (pd-rrl): every answer is accounted and
+                     none is limited, so pd-rrl / pooldns of q/CPU-s is what the accounting
+                     costs per query
   --reload           also run reload under load: rewrite the feed every ${RELOAD_EVERY} s while dnsperf
                      runs; report build time, swap time, RSS, lost and wrong answers
   --duration S       seconds per saturating run (default $DURATION; the reload run takes 2 x S)
@@ -75,6 +80,7 @@ while [ $# -gt 0 ]; do
         --reload) RELOAD=1 ;;
         --scaling) SCALING=${2:?}; shift ;;
         --zones) ZONES=1 ;;
+        --rrl) RRL=1 ;;
         --quick) QUICK=1 ;;
         --keep) KEEP=1 ;;
         --duration) DURATION=${2:?}; shift ;;
@@ -311,6 +317,12 @@ if [ "$ZONES" = 1 ]; then
     sed 's/^mode = "plan"/mode = "zones"/' "$CONFIG" > "$TMP/zones.toml"
     start_pooldns pd-zones "$TMP/feed.json" "$TMP/zones.toml"
     SERVER_LIST+=(pd-zones)
+fi
+if [ "$RRL" = 1 ]; then
+    grep -q '^\[rrl\]' "$CONFIG" && die "$CONFIG already has an [rrl] table: nothing to compare"
+    { cat "$CONFIG"; printf '\n[rrl]\nresponses_per_second = 1000000\n'; } > "$TMP/rrl.toml"
+    start_pooldns pd-rrl "$TMP/feed.json" "$TMP/rrl.toml"
+    SERVER_LIST+=(pd-rrl)
 fi
 if [ "$COMPARE" = 1 ]; then
     log "static zone for NSD and Knot: $(python3 "$LB" zone --feed "$TMP/feed-a.json" \
