@@ -495,13 +495,22 @@ pub mod schema {
     }
 }
 
+/// The largest zone configuration: 1 MiB. The bundled one is 4 KiB; even a zone with
+/// every country's records spelled out stays far below.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 impl ZoneConfig {
-    /// Loads and checks the configuration at `path`.
+    /// Loads and checks the configuration at `path`; one over [`MAX_CONFIG_BYTES`] is
+    /// refused unread.
     pub fn load(path: &Path) -> Result<ZoneConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let read_error = |source| ConfigError::Read {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let bytes = crate::feed::source::read_bounded(path, MAX_CONFIG_BYTES, "zone configuration")
+            .map_err(read_error)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
         Self::parse(path, &text)
     }
 
@@ -909,6 +918,25 @@ fn parse_secret(hex: &str) -> Option<[u8; 16]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_configuration_over_the_size_limit_is_refused_unread_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zone.toml");
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(MAX_CONFIG_BYTES + 1)
+            .unwrap();
+        let e = ZoneConfig::load(&path).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: cannot read: 1048577 bytes (1.0 MiB), but zone configuration files are \
+                 limited to 1 MiB",
+                path.display()
+            )
+        );
+    }
 
     const MINIMAL: &str = r#"
 origin = "example.org"

@@ -7,13 +7,14 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::schema::{Entry, File, IdOnly};
+use super::source::{MAX_FEED_BYTES, read_bounded};
 use super::{Feed, FeedError, LoadReport, Server, SkipReason, Skipped};
 use crate::continent::{self, Continent};
 
-/// Loads the feed file at `path`.
+/// Loads the feed file at `path`; one over [`MAX_FEED_BYTES`] is refused unread.
 pub fn load_file(path: &Path) -> Result<Feed, FeedError> {
     let started = Instant::now();
-    let bytes = std::fs::read(path).map_err(|source| FeedError::Read {
+    let bytes = read_bounded(path, MAX_FEED_BYTES, "feed").map_err(|source| FeedError::Read {
         path: path.to_owned(),
         source,
     })?;

@@ -9,7 +9,10 @@
 //!   and neither does a body equal to the last one (a server that sends no validators);
 //! - a random jitter of up to 10 % of the interval on every wait, so that instances started
 //!   together do not poll in lockstep;
-//! - a request timeout and a body limit;
+//! - a request timeout (connecting at most 5 s of it) and a body limit ([`MAX_BODY`]);
+//! - redirects followed only to the same scheme, at most [`MAX_REDIRECTS`]: an `https://`
+//!   feed redirected to `http://` would let anyone on the path serve the pool's servers, and
+//!   a `file:` or other scheme is never fetched;
 //! - exponential backoff on errors (no connection, a status other than 2xx or 304, a body
 //!   too large, a body that is not a feed): from [`PollOptions::first_retry`], doubling up to
 //!   [`PollOptions::max_retry`], back to the interval after a success.
@@ -84,8 +87,15 @@ pub struct PollOptions {
     pub max_retry: Duration,
 }
 
-/// The default body limit: 64 MiB, far above the NTP pool's feed (a few hundred KiB).
-pub const MAX_BODY: u64 = 64 << 20;
+/// The largest feed, file or body (after decompression): 64 MiB, about a million servers,
+/// far above the NTP pool's feed (a few hundred KiB, 5,000 servers).
+pub const MAX_FEED_BYTES: u64 = 64 << 20;
+
+/// The default body limit: [`MAX_FEED_BYTES`].
+pub const MAX_BODY: u64 = MAX_FEED_BYTES;
+
+/// Most redirects followed for one request.
+pub const MAX_REDIRECTS: usize = 5;
 
 impl PollOptions {
     /// Polls every `interval`; retries after 2 s, doubling up to 8 intervals; requests time
@@ -203,6 +213,8 @@ impl Fetcher {
             .timeout_connect(Some(options.timeout.min(Duration::from_secs(5))))
             // 304 and error statuses are answers to look at, not transport errors.
             .http_status_as_error(false)
+            // Redirects are followed in `fetch`, which checks the scheme of each.
+            .max_redirects(0)
             .user_agent(concat!("pooldns/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
@@ -233,17 +245,43 @@ impl Fetcher {
     /// [`load_slice`]. Blocks for up to the timeout.
     pub fn fetch(&mut self) -> Result<Fetched, FeedError> {
         let conditional = self.etag.is_some() || self.last_modified.is_some();
-        let mut request = self.agent.get(&self.url);
-        if let Some(etag) = &self.etag {
-            request = request.header("If-None-Match", etag);
-        }
-        if let Some(date) = &self.last_modified {
-            request = request.header("If-Modified-Since", date);
-        }
-        let mut response = request.call().map_err(|e| FeedError::Fetch {
-            url: self.url.clone(),
-            reason: e.to_string(),
-        })?;
+        let mut url = self.url.clone();
+        let mut redirects = 0;
+        let mut response = loop {
+            let mut request = self.agent.get(&url);
+            if let Some(etag) = &self.etag {
+                request = request.header("If-None-Match", etag);
+            }
+            if let Some(date) = &self.last_modified {
+                request = request.header("If-Modified-Since", date);
+            }
+            let response = request.call().map_err(|e| FeedError::Fetch {
+                url: self.url.clone(),
+                reason: e.to_string(),
+            })?;
+            if !response.status().is_redirection() || response.status().as_u16() == 304 {
+                break response;
+            }
+            let refuse = |reason: String| FeedError::Fetch {
+                url: self.url.clone(),
+                reason,
+            };
+            let Some(location) = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+            else {
+                return Err(refuse(format!(
+                    "HTTP status {} without a Location",
+                    response.status().as_u16()
+                )));
+            };
+            if redirects == MAX_REDIRECTS {
+                return Err(refuse(format!("more than {MAX_REDIRECTS} redirects")));
+            }
+            redirects += 1;
+            url = redirect_target(&url, location).map_err(refuse)?;
+        };
         let status = response.status().as_u16();
         if status == 304 && conditional {
             return Ok(Fetched::NotModified);
@@ -303,6 +341,80 @@ impl Fetcher {
         }
         Ok(bytes)
     }
+}
+
+/// Reads the file at `path` whole if it is at most `limit` bytes; a larger one is refused
+/// unread, with an error (kind `FileTooLarge`) that says "{what} files are limited to …".
+/// For the feed ([`MAX_FEED_BYTES`]), and the configuration and demand files.
+pub fn read_bounded(path: &Path, limit: u64, what: &str) -> std::io::Result<Vec<u8>> {
+    let too_large = |size: String| {
+        std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("{size}, but {what} files are limited to {}", mib(limit)),
+        )
+    };
+    let file = std::fs::File::open(path)?;
+    // The length first, so that a huge file is refused without reading it; then the read
+    // itself is bounded, for a file that grows meanwhile or has no length (a pipe).
+    let len = file.metadata()?.len();
+    if len > limit {
+        return Err(too_large(mib(len)));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(format!("more than {}", mib(limit))));
+    }
+    Ok(bytes)
+}
+
+/// A size for people: "64 MiB", "300 bytes", "1572864 bytes (1.5 MiB)".
+fn mib(bytes: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    if bytes < MIB {
+        format!("{bytes} bytes")
+    } else if bytes % MIB == 0 {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{bytes} bytes ({:.1} MiB)", bytes as f64 / MIB as f64)
+    }
+}
+
+/// Where a redirect from `from` to `location` (RFC 9110 §10.2.2: absolute, or relative to
+/// `from`) goes, if it keeps the scheme of `from`; otherwise why it is refused.
+fn redirect_target(from: &str, location: &str) -> Result<String, String> {
+    // `from` is the feed URL (http:// or https://, FeedSource::from_arg) or a target made
+    // here, so it has a scheme.
+    let Some((scheme, rest)) = from.split_once("://") else {
+        return Err(format!("{from} is not a URL"));
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let origin = &from[..scheme.len() + 3 + authority_end];
+    // RFC 3986 §3.1: a scheme is a letter, then letters, digits, "+", "-" and ".".
+    let location_scheme = location.split_once(':').map(|(s, _)| s).filter(|s| {
+        s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    let target = match location_scheme {
+        Some(other) if !other.eq_ignore_ascii_case(scheme) => {
+            return Err(format!(
+                "redirected to {location}: a redirect to another scheme than {scheme}: is refused"
+            ));
+        }
+        Some(_) => location.to_owned(),
+        None if location.starts_with("//") => format!("{scheme}:{location}"),
+        None if location.starts_with('/') => format!("{origin}{location}"),
+        None => {
+            // A relative path: beside the last segment of `from`'s path.
+            let path = &from[origin.len()..];
+            let path = &path[..path.find(['?', '#']).unwrap_or(path.len())];
+            let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+            let dir = if dir.is_empty() { "/" } else { dir };
+            format!("{origin}{dir}{location}")
+        }
+    };
+    Ok(target)
 }
 
 fn hash(bytes: &[u8]) -> u64 {
@@ -451,5 +563,75 @@ mod tests {
         let s = PollOptions::every(Duration::from_millis(100));
         assert_eq!(s.max_retry, Duration::from_millis(800));
         assert_eq!(s.first_retry, Duration::from_millis(800));
+    }
+
+    #[test]
+    fn redirects_resolve_relative_to_the_url_and_keep_its_scheme() {
+        let from = "https://feeds.example:8443/pool/servers.json?x=1";
+        for (location, to) in [
+            (
+                "https://mirror.example/s.json",
+                "https://mirror.example/s.json",
+            ),
+            (
+                "HTTPS://mirror.example/s.json",
+                "HTTPS://mirror.example/s.json",
+            ),
+            ("//mirror.example/s.json", "https://mirror.example/s.json"),
+            ("/other.json", "https://feeds.example:8443/other.json"),
+            (
+                "v2/servers.json",
+                "https://feeds.example:8443/pool/v2/servers.json",
+            ),
+        ] {
+            assert_eq!(
+                redirect_target(from, location).as_deref(),
+                Ok(to),
+                "{location}"
+            );
+        }
+        assert_eq!(
+            redirect_target("http://feeds.example", "servers.json").as_deref(),
+            Ok("http://feeds.example/servers.json")
+        );
+        for location in [
+            "http://feeds.example/servers.json",
+            "file:///etc/passwd",
+            "data:application/json,{}",
+            "javascript:x",
+        ] {
+            let why = redirect_target(from, location).unwrap_err();
+            assert_eq!(
+                why,
+                format!(
+                    "redirected to {location}: a redirect to another scheme than https: is \
+                     refused"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn files_over_the_limit_are_refused_unread_with_their_size_and_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.json");
+        std::fs::write(&path, b"0123456789").unwrap();
+        assert_eq!(read_bounded(&path, 10, "feed").unwrap(), b"0123456789");
+        let e = read_bounded(&path, 9, "feed").unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::FileTooLarge);
+        assert_eq!(
+            e.to_string(),
+            "10 bytes, but feed files are limited to 9 bytes"
+        );
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(3 << 29)
+            .unwrap();
+        let e = read_bounded(&path, MAX_FEED_BYTES, "feed").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "1536 MiB, but feed files are limited to 64 MiB"
+        );
+        assert_eq!(mib((3 << 20) / 2), "1572864 bytes (1.5 MiB)");
     }
 }

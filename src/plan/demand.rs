@@ -151,12 +151,18 @@ pub enum DemandError {
     },
 }
 
-/// Loads the demand file at `path`.
+/// The largest demand file: 1 MiB. One has at most two weights per country, about 10 KiB.
+pub const MAX_DEMAND_BYTES: u64 = 1 << 20;
+
+/// Loads the demand file at `path`; one over [`MAX_DEMAND_BYTES`] is refused unread.
 pub fn load_file(path: &Path) -> Result<Demand, DemandError> {
-    let bytes = std::fs::read(path).map_err(|source| DemandError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let bytes =
+        crate::feed::source::read_bounded(path, MAX_DEMAND_BYTES, "demand").map_err(|source| {
+            DemandError::Read {
+                path: path.to_owned(),
+                source,
+            }
+        })?;
     load_slice(&path.display().to_string(), &bytes)
 }
 
@@ -696,6 +702,23 @@ impl<'de> Deserialize<'de> for Members {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_demand_file_over_the_size_limit_is_refused_unread_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("demand.json");
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(2 * MAX_DEMAND_BYTES)
+            .unwrap();
+        assert_eq!(
+            load_file(&path).unwrap_err().to_string(),
+            format!(
+                "{}: cannot read: 2 MiB, but demand files are limited to 1 MiB",
+                path.display()
+            )
+        );
+    }
 
     fn load(text: &str) -> Result<Demand, String> {
         load_slice("demand.json", text.as_bytes()).map_err(|e| e.to_string())

@@ -9,6 +9,10 @@
 //! are watched like the feed file: a change is served without SIGHUP, a broken file is
 //! refused and the last good table keeps serving.
 //!
+//! Bounded inputs (issue 11): a body over the limit, a server that stalls, redirects to
+//! another scheme or in a loop, and a feed file over the size limit are refused with a
+//! message naming the source and the limit; a redirect within the scheme is followed.
+//!
 //! Polling runs every second here (plus up to 100 ms of jitter); backoff starts at 1 s and
 //! stops at 4 s, so that a whole failure sequence fits in a few seconds.
 
@@ -22,6 +26,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 use pooldns::feed::PollOptions;
+use pooldns::feed::source::{Fetched, Fetcher, MAX_REDIRECTS};
 use pooldns::reload::{Reloader, Sources};
 
 use crate::harness::*;
@@ -404,6 +409,115 @@ async fn a_new_geoip_database_is_picked_up_and_a_garbage_one_refused() {
 // ---------------------------------------------------------------------------------------
 // Helpers
 
+// ---------------------------------------------------------------------------------------
+// Bounded inputs (issue 11)
+
+#[tokio::test]
+async fn a_redirect_within_the_scheme_is_followed() {
+    let http = FeedServer::start(Respond::Redirect {
+        location: "moved/servers.json".into(),
+        then: Box::new(Respond::feed(&old_set(), None, None)),
+    });
+    let url = http.url();
+    let fetched = tokio::task::spawn_blocking(move || Fetcher::new(&url, &poll()).fetch())
+        .await
+        .unwrap()
+        .expect("followed");
+    let Fetched::Loaded(feed) = fetched else {
+        panic!("not loaded");
+    };
+    assert_eq!(feed.servers.len(), old_set().len());
+    let paths: Vec<String> = http.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/servers.json", "/moved/servers.json"]);
+}
+
+#[tokio::test]
+async fn redirects_to_another_scheme_or_in_a_loop_are_refused_and_named() {
+    let http = FeedServer::start(Respond::Status(500));
+    let https = format!("https://{}/servers.json", http.addr);
+    for location in ["file:///etc/passwd", https.as_str(), "ftp://example.org/x"] {
+        http.set(Respond::Redirect {
+            location: location.into(),
+            then: Box::new(Respond::feed(&old_set(), None, None)),
+        });
+        let before = http.requests().len();
+        let why = load_url(&http.url(), poll()).await;
+        assert_eq!(
+            why,
+            format!(
+                "{}: cannot fetch: redirected to {location}: a redirect to another scheme \
+                 than http: is refused",
+                http.url()
+            )
+        );
+        // Nothing was fetched from where it pointed.
+        assert_eq!(http.requests().len(), before + 1, "{location}");
+    }
+
+    http.set(Respond::Redirect {
+        location: "/servers.json".into(),
+        then: Box::new(Respond::Status(0)), // 0: redirect forever
+    });
+    let before = http.requests().len();
+    let why = load_url(&http.url(), poll()).await;
+    assert_eq!(
+        why,
+        format!(
+            "{}: cannot fetch: more than {MAX_REDIRECTS} redirects",
+            http.url()
+        )
+    );
+    assert_eq!(http.requests().len(), before + 1 + MAX_REDIRECTS);
+}
+
+#[tokio::test]
+async fn a_feed_server_that_stalls_is_given_up_on_after_the_timeout() {
+    let http = FeedServer::start(Respond::Stall(Duration::from_secs(10)));
+    let options = PollOptions {
+        timeout: Duration::from_secs(1),
+        ..poll()
+    };
+    let started = Instant::now();
+    let why = load_url(&http.url(), options).await;
+    let took = started.elapsed();
+    assert!(
+        why.starts_with(&format!("{}: cannot fetch: ", http.url())) && why.contains("imeout"),
+        "{why}"
+    );
+    assert!(took < Duration::from_secs(5), "gave up after {took:?}");
+}
+
+#[tokio::test]
+async fn a_feed_file_over_the_size_limit_is_refused_unread_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("zone.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let feed = dir.path().join("servers.json");
+    // Sparse: 65 MiB of nothing, on no disk.
+    std::fs::File::create(&feed)
+        .unwrap()
+        .set_len(65 << 20)
+        .unwrap();
+    let sources = Sources {
+        config,
+        feed: feed.clone(),
+        geoip: Some(repo(TEST_GEOIP)),
+        ..Default::default()
+    };
+    let why = tokio::task::spawn_blocking(move || Reloader::load_with(sources, poll()))
+        .await
+        .unwrap()
+        .expect_err("loaded")
+        .to_string();
+    assert_eq!(
+        why,
+        format!(
+            "{}: cannot read: 65 MiB, but feed files are limited to 64 MiB",
+            feed.display()
+        )
+    );
+}
+
 async fn start(http: &FeedServer) -> TestServer {
     TestServer::start_sources(
         CONFIG,
@@ -540,6 +654,13 @@ enum Respond {
     Status(u16),
     /// Stop listening: connections are refused.
     Refuse,
+    /// 302 to `location`, then answer as `then` (`Status(0)`: redirect again, forever).
+    Redirect {
+        location: String,
+        then: Box<Respond>,
+    },
+    /// Read the request, then answer nothing for this long.
+    Stall(Duration),
 }
 
 impl Respond {
@@ -570,6 +691,8 @@ impl Respond {
 #[derive(Debug, Clone)]
 struct Request {
     at: Instant,
+    /// The request target.
+    path: String,
     if_none_match: Option<String>,
     if_modified_since: Option<String>,
     /// The status answered.
@@ -663,6 +786,7 @@ fn answer(mut stream: TcpStream, state: &Mutex<(Respond, Vec<Request>)>) {
         })
     };
     let (if_none_match, if_modified_since) = (header("if-none-match"), header("if-modified-since"));
+    let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
     let mut state = state.lock().unwrap();
     let (status, headers, body) = match &state.0 {
         Respond::Feed {
@@ -691,9 +815,23 @@ fn answer(mut stream: TcpStream, state: &Mutex<(Respond, Vec<Request>)>) {
         }
         Respond::Status(status) => (*status, String::new(), "no feed here\n".to_owned()),
         Respond::Refuse => return, // accepted just before being told
+        Respond::Redirect { location, then } => {
+            let headers = format!("Location: {location}\r\n");
+            if !matches!(**then, Respond::Status(0)) {
+                state.0 = (**then).clone();
+            }
+            (302, headers, String::new())
+        }
+        Respond::Stall(how_long) => {
+            let how_long = *how_long;
+            drop(state);
+            std::thread::sleep(how_long);
+            return;
+        }
     };
     state.1.push(Request {
         at: Instant::now(),
+        path,
         if_none_match,
         if_modified_since,
         status,
