@@ -292,11 +292,18 @@ impl Limiter {
         let Some(ways) = self.slots.get(set..set + WAYS) else {
             return count; // set < SETS * WAYS - WAYS + 1: the modulo above
         };
-        // How far ahead of now a slot's account is (0 for an empty slot, one that is behind,
-        // or one left so long its time wrapped past the largest debt).
+        // How far ahead of now a slot's account is: 0 for an empty slot, one that is behind,
+        // or one left so long (months) that its time wrapped. Workers read the clock once
+        // per batch, so another worker may have charged from a slightly later `now`: an
+        // account up to a second past the largest debt is in debt, not stale (taking it for
+        // stale let a flood through a burst at a time, issue 11's reflection run).
         let ahead = |word: u64| {
             let d = (word.wrapping_sub(now)) & TIME_MASK;
-            if word == 0 || d > debt { 0 } else { d }
+            if word == 0 || d > debt + TICKS_PER_SECOND {
+                0
+            } else {
+                d
+            }
         };
         let mut way = ways.iter().find(|w| w.load(Relaxed) >> TIME_BITS == tag);
         if way.is_none() {
@@ -501,6 +508,8 @@ mod tests {
         assert_eq!(l.charge(&s, &key, 4, at(10.0)), 4);
         assert_eq!(l.charge(&s, &key, 32, at(10.0)), 6);
         assert_eq!(l.charge(&s, &key, 32, at(10.5)), 0);
+        // Another worker's batch read the clock a little earlier: still in debt.
+        assert_eq!(l.charge(&s, &key, 1, at(10.499)), 0);
         // The debt is capped at the window: 15 s after the last charge, a full burst.
         assert_eq!(l.charge(&s, &key, 32, at(25.5)), 10);
     }
