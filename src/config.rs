@@ -1087,7 +1087,10 @@ value = ["a", ""]
         let e = parse(&format!("{MINIMAL}\n[rrl]\nrate = 5\n"))
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("zones/test.toml: ") && e.contains("rate"), "{e}");
+        assert!(
+            e.starts_with("zones/test.toml: ") && e.contains("rate"),
+            "{e}"
+        );
     }
 
     #[test]
