@@ -733,6 +733,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn utc_time_handles_leap_days_and_century_rules() {
+        for (unix, text) in [
+            (0, "1970-01-01 00:00:00 UTC"),
+            (951_782_400, "2000-02-29 00:00:00 UTC"),
+            (951_868_799, "2000-02-29 23:59:59 UTC"),
+            (951_868_800, "2000-03-01 00:00:00 UTC"),
+            (1_709_164_800, "2024-02-29 00:00:00 UTC"),
+            (1_735_689_599, "2024-12-31 23:59:59 UTC"),
+            (4_107_542_400, "2100-03-01 00:00:00 UTC"),
+            (4_294_967_295, "2106-02-07 06:28:15 UTC"),
+        ] {
+            assert_eq!(utc_time(unix), text, "{unix}");
+        }
+        // Every day from 1970 to 2110 follows the one before it.
+        let mut previous = civil_from_days(0).unwrap();
+        for days in 1..51_000 {
+            let (y, m, d) = civil_from_days(days).unwrap();
+            let (py, pm, pd) = previous;
+            let next_day = (y, m, d) == (py, pm, pd + 1);
+            let next_month = (y, m, d) == (py, pm + 1, 1);
+            let next_year = (y, m, d) == (py + 1, 1, 1) && (pm, pd) == (12, 31);
+            assert!(
+                next_day || next_month || next_year,
+                "{previous:?} → {:?}",
+                (y, m, d)
+            );
+            previous = (y, m, d);
+        }
+    }
+
+    #[test]
     fn utc_time_renders_known_dates() {
         assert_eq!(utc_time(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(utc_time(951_782_400), "2000-02-29 00:00:00 UTC");
