@@ -35,7 +35,8 @@
 //! `parse` = wire in, `build` = wire out (and table construction), `load` = file in,
 //! `render` = text out, `pick` = selection.
 
-#![forbid(unsafe_code)]
+// deny, not forbid: one adjtimex call in monitor::clock is allowed there, and nowhere else.
+#![deny(unsafe_code)]
 
 pub mod answer;
 
@@ -53,6 +54,7 @@ pub mod geo;
 pub mod guard;
 pub mod http;
 pub mod metrics;
+pub mod monitor;
 pub mod name;
 pub mod parallel;
 pub mod plan;

@@ -50,6 +50,86 @@ enum Command {
     /// a fleet's pooldns_client_queries_total counters: their increase over a window from
     /// Prometheus, or their current sum from the instances' /metrics.
     Demand(DemandArgs),
+    /// Probe the registered NTP servers, score them the pool's way and write the feed that
+    /// `serve` reads: the health half of the pool, run as its own process.
+    Monitor(MonitorArgs),
+}
+
+#[derive(clap::Args)]
+struct MonitorArgs {
+    /// The registry (JSON): the feed without scores, {"servers": [{"id", "ip", "netspeed",
+    /// "country" (optional: placed by --geoip), "zones" (optional)}]}.
+    #[arg(long, value_name = "PATH")]
+    servers: PathBuf,
+    /// The feed to write, with scores filled in (written aside, then renamed over it).
+    #[arg(long, value_name = "PATH", required_unless_present = "once")]
+    out: Option<PathBuf>,
+    /// Scores and history, kept across restarts (saved every few minutes and on exit).
+    #[arg(long, value_name = "PATH", required_unless_present = "once")]
+    state: Option<PathBuf>,
+    /// HTTP address for /metrics, /monitor/scores.json and the pages; "none" turns it off.
+    #[arg(long, default_value = "127.0.0.1:8054")]
+    http: String,
+    /// Mean time between two probes of a server (±5 % jitter), e.g. 60s, 2m.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    interval: std::time::Duration,
+    /// Most probes per second, all servers together; a registry larger than
+    /// interval × max-rate is probed less often, evenly.
+    #[arg(long, value_name = "N", default_value_t = 500.0)]
+    max_rate: f64,
+    /// Wait this long for a reply, then retry once and wait as long again.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    timeout: std::time::Duration,
+    /// Another monitor's base URL (http://host:port); repeatable. The feed gets the median
+    /// of the monitors' latest scores.
+    #[arg(long = "peer", value_name = "URL")]
+    peers: Vec<String>,
+    /// How old a monitor's latest score may be to count in the median.
+    #[arg(long, default_value = "20m", value_parser = parse_duration)]
+    peer_window: std::time::Duration,
+    /// Country GeoIP database for registry entries without a country; default:
+    /// data/dbip-country.mmdb when present.
+    #[arg(long)]
+    geoip: Option<PathBuf>,
+    /// Probe every server once, print a table and exit (non-zero when any probe lost
+    /// points): for an operator adding a server.
+    #[arg(long)]
+    once: bool,
+    /// The UDP port probed (tests only).
+    #[arg(long, default_value_t = 123, hide = true)]
+    port: u16,
+    /// Least time between two feed writes.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, hide = true)]
+    write_interval: std::time::Duration,
+    /// Time between two state saves.
+    #[arg(long, default_value = "5m", value_parser = parse_duration, hide = true)]
+    save_interval: std::time::Duration,
+    /// Time between two reads of each peer.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, hide = true)]
+    peer_interval: std::time::Duration,
+}
+
+/// A duration as "500ms", "60s", "20m", "1h" or a plain number of seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 60s, 500ms, 20m or 1h"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("{text:?}: unit {unit:?} is not ms, s, m or h")),
+    };
+    if !(seconds > 0.0 && seconds < 1e9) {
+        return Err(format!("{text:?} must be more than zero"));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
 }
 
 #[derive(clap::Args)]
@@ -208,6 +288,7 @@ fn main() -> ExitCode {
         Command::Reload(args) => reload(args),
         Command::Demand(args) => demand(args),
         Command::Plan(args) => plan(args),
+        Command::Monitor(args) => monitor(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -461,4 +542,136 @@ async fn serve_in_runtime(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(result?)
+}
+
+fn monitor(args: MonitorArgs) -> anyhow::Result<()> {
+    use pooldns::monitor::{self, Book, Monitor, Options, persist, registry};
+    let geoip = args.geoip.clone().or_else(|| {
+        let bundled = PathBuf::from("data/dbip-country.mmdb");
+        bundled.exists().then_some(bundled)
+    });
+    let geo = geoip
+        .as_deref()
+        .map(pooldns::geo::GeoDb::open)
+        .transpose()?;
+    let registry = registry::load_file(&args.servers, geo.as_ref())?;
+    for message in registry.skipped.iter().take(20) {
+        tracing::warn!("skipped: {message}");
+    }
+    if registry.skipped.len() > 20 {
+        tracing::warn!("... {} entries skipped in all", registry.skipped.len());
+    }
+    if registry.servers.is_empty() {
+        anyhow::bail!("{}: no server to monitor", args.servers.display());
+    }
+    if !(args.max_rate.is_finite() && args.max_rate > 0.0) {
+        anyhow::bail!("--max-rate must be more than zero");
+    }
+    let skipped = registry.skipped.clone();
+    let mut book = Book::new(registry.servers);
+    book.skipped = skipped;
+    let mut options = Options::new(
+        args.out.clone().unwrap_or_default(),
+        args.state.clone().unwrap_or_default(),
+    );
+    options.interval = args.interval;
+    options.max_rate = args.max_rate;
+    options.timeout = args.timeout;
+    options.port = args.port;
+    options.peers = args.peers.clone();
+    options.window = args.peer_window;
+    options.write_interval = args.write_interval;
+    options.save_interval = args.save_interval;
+    options.peer_interval = args.peer_interval;
+    options.clock = monitor::clock::ClockSource::from_env();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    if args.once {
+        let monitor = Monitor::new(options, book);
+        let all_good = runtime.block_on(monitor_once(monitor))?;
+        if !all_good {
+            anyhow::bail!("some servers lost points");
+        }
+        return Ok(());
+    }
+    if let Some(state) = &args.state {
+        let restored = persist::load(state, &mut book).map_err(anyhow::Error::msg)?;
+        for message in &restored.skipped {
+            tracing::warn!("state: {message}");
+        }
+        tracing::info!(
+            "{}: {} of {} servers restored",
+            state.display(),
+            restored.servers,
+            book.servers.len()
+        );
+    }
+    let monitor = Monitor::new(options, book);
+    runtime.block_on(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let http = match args.http.as_str() {
+            "none" => None,
+            text => {
+                let addr: SocketAddr = text.parse().map_err(|_| {
+                    anyhow::anyhow!("--http {text:?} is neither ADDR:PORT nor \"none\"")
+                })?;
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on HTTP {addr}: {e}"))?;
+                tracing::info!("HTTP on {}", listener.local_addr()?);
+                Some(listener)
+            }
+        };
+        tracing::info!(
+            "monitoring {} servers every {:?}, at most {} probes/s",
+            monitor.book().servers.len(),
+            monitor.options.interval,
+            monitor.options.max_rate
+        );
+        monitor::run(monitor, http, async move {
+            tokio::select! {
+                _ = terminate.recv() => tracing::info!("SIGTERM: saving and stopping"),
+                _ = interrupt.recv() => tracing::info!("SIGINT: saving and stopping"),
+            }
+        })
+        .await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// `monitor --once`: probes every server once and prints a table; true when no probe lost
+/// points.
+async fn monitor_once(monitor: std::sync::Arc<pooldns::monitor::Monitor>) -> anyhow::Result<bool> {
+    use pooldns::monitor::{ntp, probe::Prober, schedule, score};
+    let prober = Prober::bind(monitor.options.port, monitor.options.timeout).await?;
+    let outcomes = schedule::once(&monitor, prober.clone()).await;
+    prober.close();
+    let book = monitor.book();
+    println!(
+        "{:>8}  {:<39}  {:<22}  {:>10}  {:>9}  {:>7}  {:<15}  {:>7}",
+        "id", "address", "result", "offset ms", "delay ms", "stratum", "refid", "step"
+    );
+    let mut all_good = true;
+    for (tracked, outcome) in book.servers.iter().zip(&outcomes) {
+        let m = outcome.measurement();
+        let step = score::step(outcome);
+        all_good &= step.step > 0.0;
+        let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{:.3}", v * 1000.0));
+        println!(
+            "{:>8}  {:<39}  {:<22}  {:>10}  {:>9}  {:>7}  {:<15}  {:>+7.3}",
+            tracked.server.id,
+            tracked.server.ip.to_string(),
+            outcome.kind(),
+            ms(m.map(|m| m.offset)),
+            ms(m.map(|m| m.delay)),
+            m.map_or("-".to_owned(), |m| m.stratum.to_string()),
+            m.map_or("-".to_owned(), |m| ntp::render_refid(m.refid)),
+            step.step,
+        );
+    }
+    Ok(all_good)
 }

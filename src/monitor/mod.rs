@@ -1,0 +1,395 @@
+//! `pooldns monitor`: the health half of the pool. A separate flow from serving, run as its
+//! own process; it shares only the feed file with `serve`:
+//!
+//! ```text
+//!  registry.json ──registry──▶ servers ──schedule──▶ probe (NTP, ntp) ──score──▶ Book
+//!                                                                            │
+//!   peers' /monitor/scores.json ──peers──▶ median ◀──────────────────────────┘
+//!                                            │
+//!                                            └──output──▶ feed.json ──▶ pooldns serve
+//!  state.json ◀──persist──▶ Book (scores and history survive a restart)
+//! ```
+//!
+//! [`ntp`] and [`score`] are pure (bytes and results in, values out); [`probe`] alone
+//! touches the probe sockets, [`schedule`] decides when each server is probed, [`clock`]
+//! whether the monitor may score at all.
+
+pub mod clock;
+pub mod history;
+pub mod ntp;
+pub mod output;
+pub mod pages;
+pub mod peers;
+pub mod persist;
+pub mod probe;
+pub mod registry;
+pub mod schedule;
+pub mod score;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clock::{ClockSource, ClockState};
+use history::{History, Probe};
+use ntp::{KINDS, Outcome};
+use registry::Registered;
+
+/// What `pooldns monitor` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The feed to write (`--out`).
+    pub out: PathBuf,
+    /// The state file (`--state`).
+    pub state: PathBuf,
+    /// Mean time between two probes of a server (`--interval`).
+    pub interval: Duration,
+    /// Most probes sent per second, all servers together (`--max-rate`).
+    pub max_rate: f64,
+    /// Time to wait for a reply before the one retry, and then before giving up.
+    pub timeout: Duration,
+    /// The UDP port probed (123).
+    pub port: u16,
+    /// Other monitors' base URLs (`--peer`).
+    pub peers: Vec<String>,
+    /// How old a monitor's latest score may be to count in the median (`--peer-window`).
+    pub window: Duration,
+    /// Least time between two writes of the feed.
+    pub write_interval: Duration,
+    /// Time between two saves of the state file (it is saved on exit too).
+    pub save_interval: Duration,
+    /// Time between two reads of each peer.
+    pub peer_interval: Duration,
+    /// Where the clock state comes from.
+    pub clock: ClockSource,
+}
+
+impl Options {
+    /// The defaults for an output and a state file.
+    pub fn new(out: PathBuf, state: PathBuf) -> Options {
+        Options {
+            out,
+            state,
+            interval: Duration::from_secs(60),
+            max_rate: 200.0,
+            timeout: Duration::from_secs(1),
+            port: 123,
+            peers: Vec::new(),
+            window: Duration::from_secs(20 * 60),
+            write_interval: Duration::from_secs(5),
+            save_interval: Duration::from_secs(300),
+            peer_interval: Duration::from_secs(30),
+            clock: ClockSource::Kernel,
+        }
+    }
+}
+
+/// What the monitor knows of one registered server. Held in the [`Book`]; changed by the
+/// probe that finishes for it.
+#[derive(Debug, Clone)]
+pub struct Tracked {
+    /// The registry entry.
+    pub server: Registered,
+    /// This monitor's score.
+    pub score: f64,
+    /// Probes scored so far.
+    pub probes: u64,
+    /// When the last scored probe ended, unix seconds; None before the first.
+    pub scored_at: Option<u64>,
+    /// The last probe, scored or not (while the clock is unsynchronised, probes go on but
+    /// are not scored).
+    pub last: Option<LastProbe>,
+    /// Score and offset over time.
+    pub history: History,
+}
+
+/// The last probe of a server, for the pages and `--once`.
+#[derive(Debug, Clone, Copy)]
+pub struct LastProbe {
+    /// When it ended, unix seconds.
+    pub time: u64,
+    /// What it found.
+    pub outcome: Outcome,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    /// Probes by result kind (index in [`KINDS`]).
+    pub probes: [u64; KINDS.len()],
+    /// Probes not scored because the clock was unsynchronised or suspect.
+    pub unscored: u64,
+    /// |offset| histogram, per [`OFFSET_BUCKETS`], plus the sum.
+    pub offsets: Histogram,
+    /// Delay histogram, per [`DELAY_BUCKETS`].
+    pub delays: Histogram,
+    /// Feed files written.
+    pub feed_writes: u64,
+    /// Feed writes that failed.
+    pub feed_write_errors: u64,
+}
+
+/// Upper bounds (seconds) of the |offset| histogram.
+pub const OFFSET_BUCKETS: [f64; 8] = [0.001, 0.005, 0.025, 0.1, 0.25, 0.75, 3.0, 10.0];
+/// Upper bounds (seconds) of the delay histogram.
+pub const DELAY_BUCKETS: [f64; 7] = [0.001, 0.005, 0.02, 0.05, 0.1, 0.25, 1.0];
+
+/// A Prometheus histogram: counts per upper bound (cumulative when rendered), sum, count.
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    /// Observations at or below each bound (not cumulative).
+    pub counts: Vec<u64>,
+    /// Sum of observations.
+    pub sum: f64,
+    /// Number of observations.
+    pub count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, bounds: &[f64], value: f64) {
+        if self.counts.len() != bounds.len() {
+            self.counts = vec![0; bounds.len()];
+        }
+        if let Some(i) = bounds.iter().position(|&b| value <= b) {
+            self.counts[i] += 1;
+        }
+        self.sum += value;
+        self.count += 1;
+    }
+}
+
+/// Everything the monitor knows, behind one lock: the servers, the clock, the peers'
+/// scores and the counters. Probes lock it for a moment to record a result.
+#[derive(Debug, Default)]
+pub struct Book {
+    /// The servers, in registry order.
+    pub servers: Vec<Tracked>,
+    /// Index in `servers` by id.
+    pub by_id: HashMap<u64, usize>,
+    /// The clock as last read.
+    pub clock: Option<ClockState>,
+    /// True while most servers disagree with our clock the same way.
+    pub suspect: bool,
+    /// Latest usable offset per server and when (unix seconds), for the suspicion check.
+    pub offsets: Vec<Option<(f64, u64)>>,
+    /// What each peer said last.
+    pub peers: Vec<peers::PeerScores>,
+    /// Counters.
+    pub counters: Counters,
+    /// A score changed since the feed was last written.
+    pub changed: bool,
+    /// Messages of the registry entries skipped.
+    pub skipped: Vec<String>,
+}
+
+impl Book {
+    /// A book of `servers`, all new (score 0, no history).
+    pub fn new(servers: Vec<Registered>) -> Book {
+        let by_id = servers.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
+        let n = servers.len();
+        Book {
+            servers: servers
+                .into_iter()
+                .map(|server| Tracked {
+                    server,
+                    score: score::INITIAL,
+                    probes: 0,
+                    scored_at: None,
+                    last: None,
+                    history: History::default(),
+                })
+                .collect(),
+            by_id,
+            offsets: vec![None; n],
+            changed: true,
+            ..Book::default()
+        }
+    }
+
+    /// True when results may be scored now.
+    pub fn scoring(&self) -> bool {
+        self.clock.as_ref().is_some_and(|c| c.is_synchronised()) && !self.suspect
+    }
+
+    /// Why the monitor is not scoring, when it is not.
+    pub fn not_scoring_because(&self) -> Option<String> {
+        match &self.clock {
+            None => Some("the clock has not been checked yet".to_owned()),
+            Some(ClockState::Unsynchronised(reason)) => {
+                Some(format!("the local clock is not synchronised: {reason}"))
+            }
+            Some(ClockState::Synchronised { .. }) if self.suspect => Some(format!(
+                "most servers disagree with the local clock by more than {} ms in the same \
+                 direction: suspecting the local clock",
+                (clock::SUSPECT_OFFSET * 1000.0) as u32
+            )),
+            Some(ClockState::Synchronised { .. }) => None,
+        }
+    }
+
+    /// Records the probe of server `index` that ended at `now` with `outcome`: counted
+    /// always, scored only while [`Book::scoring`].
+    pub fn record(&mut self, index: usize, outcome: Outcome, now: SystemTime) {
+        let kind = KINDS.iter().position(|k| *k == outcome.kind()).unwrap_or(0);
+        self.counters.probes[kind] += 1;
+        let time = unix(now);
+        if let Some(m) = outcome.measurement() {
+            self.counters
+                .offsets
+                .observe(&OFFSET_BUCKETS, m.offset.abs());
+            self.counters.delays.observe(&DELAY_BUCKETS, m.delay);
+        }
+        if let (Outcome::Time(m), Some(slot)) = (&outcome, self.offsets.get_mut(index)) {
+            *slot = Some((m.offset, time));
+        }
+        let scoring = self.scoring();
+        let Some(tracked) = self.servers.get_mut(index) else {
+            return;
+        };
+        tracked.last = Some(LastProbe { time, outcome });
+        if !scoring {
+            self.counters.unscored += 1;
+            return;
+        }
+        tracked.score = score::next(tracked.score, &outcome);
+        tracked.probes += 1;
+        tracked.scored_at = Some(time);
+        tracked.history.record(Probe {
+            time: u32::try_from(time).unwrap_or(u32::MAX),
+            score: tracked.score as f32,
+            offset: outcome.measurement().map_or(f32::NAN, |m| m.offset as f32),
+            kind: kind as u8,
+        });
+        self.changed = true;
+    }
+
+    /// Re-reads the suspicion: most servers' offsets of the last `window` off the same way.
+    pub fn check_suspicion(&mut self, now: SystemTime, window: Duration) {
+        let now = unix(now);
+        let recent = self
+            .offsets
+            .iter()
+            .flatten()
+            .filter(|(_, t)| now.saturating_sub(*t) <= window.as_secs())
+            .map(|(o, _)| *o);
+        self.suspect = clock::suspect_self(recent);
+    }
+}
+
+/// A shared monitor: the book and the options, for the tasks and the HTTP handlers.
+#[derive(Debug)]
+pub struct Monitor {
+    /// The options.
+    pub options: Options,
+    book: Mutex<Book>,
+}
+
+impl Monitor {
+    /// A monitor of `book`.
+    pub fn new(options: Options, book: Book) -> Arc<Monitor> {
+        Arc::new(Monitor {
+            options,
+            book: Mutex::new(book),
+        })
+    }
+
+    /// The book, locked. A panic while it was held (a bug) does not stop the monitor.
+    pub fn book(&self) -> MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Unix seconds of `t`.
+pub fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Runs the monitor until `shutdown` completes: probes, scores, the clock check, peers, the
+/// feed and state files, and the HTTP listener when given. Saves the state and writes the
+/// feed before returning.
+pub async fn run(
+    monitor: Arc<Monitor>,
+    http: Option<tokio::net::TcpListener>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Read the clock before the first probe can end.
+    let first = monitor.options.clock.read();
+    monitor.book().clock = Some(first);
+    let prober = probe::Prober::bind(monitor.options.port, monitor.options.timeout).await?;
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(watch_clock(monitor.clone(), stop_rx.clone())));
+    tasks.push(tokio::spawn(schedule::run(
+        monitor.clone(),
+        prober.clone(),
+        stop_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(output::run(monitor.clone(), stop_rx.clone())));
+    if !monitor.options.peers.is_empty() {
+        tasks.push(tokio::spawn(peers::run(monitor.clone(), stop_rx.clone())));
+    }
+    if let Some(listener) = http {
+        let mut stop = stop_rx.clone();
+        let app = pages::router(monitor.clone(), prober.clone());
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            })
+            .await;
+            if let Err(e) = served {
+                tracing::error!("monitor HTTP: {e}");
+            }
+        }));
+    }
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    prober.close();
+    // The last word: the feed as scored now, and the state to start from next time.
+    output::write_feed(&monitor);
+    let saved = {
+        let monitor = monitor.clone();
+        tokio::task::spawn_blocking(move || persist::save(&monitor)).await
+    };
+    match saved {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(std::io::Error::other(e.to_string())),
+    }
+}
+
+/// Reads the clock every second, and the suspicion with it; logs each change.
+async fn watch_clock(monitor: Arc<Monitor>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut was: Option<Option<String>> = None;
+    loop {
+        let source = monitor.options.clock.clone();
+        let state = tokio::task::spawn_blocking(move || source.read())
+            .await
+            .unwrap_or_else(|e| ClockState::Unsynchronised(e.to_string()));
+        let reason = {
+            let mut book = monitor.book();
+            book.clock = Some(state);
+            book.check_suspicion(SystemTime::now(), Duration::from_secs(600));
+            book.not_scoring_because()
+        };
+        if was.as_ref() != Some(&reason) {
+            match &reason {
+                Some(why) => tracing::warn!("not scoring, keeping the last scores: {why}"),
+                None => tracing::info!("the local clock is synchronised: scoring"),
+            }
+            was = Some(reason);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}

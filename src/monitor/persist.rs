@@ -1,0 +1,218 @@
+//! The state file (`--state`): every server's score, probe count and history, so that a
+//! restart never drops the pool. Written aside and renamed over
+//! ([`crate::state::write_atomically`]) every few minutes and on exit; read back at start as
+//! untrusted input.
+//!
+//! A server is restored only when the registry still has it with the same id and address
+//! (a new address is a new server and starts at 0). A damaged entry is skipped with a
+//! message; a state file that is not JSON of the right shape stops the start: starting
+//! from 0 instead would empty the pool at the first feed write, while the old feed keeps
+//! serving until the operator moves the file aside.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::history::{History, SavedHistory};
+use super::{Book, Monitor, unix};
+
+/// The file as written.
+#[derive(Debug, Serialize, Deserialize)]
+struct StateFile {
+    /// Format version: 1.
+    version: u32,
+    /// When it was written, unix seconds.
+    saved_at: u64,
+    servers: Vec<serde_json::Value>,
+}
+
+/// One server as written.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedServer {
+    id: u64,
+    ip: IpAddr,
+    score: f64,
+    probes: u64,
+    scored_at: Option<u64>,
+    history: SavedHistory,
+}
+
+/// What a load restored.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// Servers restored.
+    pub servers: usize,
+    /// Messages of the entries skipped.
+    pub skipped: Vec<String>,
+}
+
+/// Saves `monitor`'s book to its state file.
+pub fn save(monitor: &Monitor) -> std::io::Result<()> {
+    let text = {
+        let book = monitor.book();
+        render(&book)
+    };
+    let path = &monitor.options.state;
+    crate::state::write_atomically(path, text.as_bytes()).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("{}: cannot write: {e}", path.display()))
+    })
+}
+
+fn render(book: &Book) -> String {
+    let servers = book
+        .servers
+        .iter()
+        .map(|t| {
+            serde_json::to_value(SavedServer {
+                id: t.server.id,
+                ip: t.server.ip,
+                score: t.score,
+                probes: t.probes,
+                scored_at: t.scored_at,
+                history: t.history.to_saved(),
+            })
+            .unwrap_or(serde_json::Value::Null)
+        })
+        .collect();
+    let file = StateFile {
+        version: 1,
+        saved_at: unix(std::time::SystemTime::now()),
+        servers,
+    };
+    serde_json::to_string(&file).unwrap_or_default()
+}
+
+/// Restores what the state file at `path` holds into `book`. A missing file is a first
+/// start (nothing restored); a file that is not a state file is an error naming it.
+pub fn load(path: &Path, book: &mut Book) -> Result<Restored, String> {
+    let name = path.display();
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Restored::default()),
+        Err(e) => return Err(format!("{name}: cannot read: {e}")),
+    };
+    let file: StateFile = serde_json::from_slice(&bytes).map_err(|e| {
+        format!("{name}: not a monitor state file ({e}); move it aside to start from score 0")
+    })?;
+    if file.version != 1 {
+        return Err(format!("{name}: version {} is not 1", file.version));
+    }
+    let mut restored = Restored::default();
+    let by_id: HashMap<u64, usize> = book.by_id.clone();
+    for (index, raw) in file.servers.into_iter().enumerate() {
+        let entry = match serde_json::from_value::<SavedServer>(raw) {
+            Ok(e) => e,
+            Err(e) => {
+                restored
+                    .skipped
+                    .push(format!("{name}: servers[{index}]: {e}"));
+                continue;
+            }
+        };
+        let Some(&i) = by_id.get(&entry.id) else {
+            continue; // no longer registered
+        };
+        let tracked = &mut book.servers[i];
+        if tracked.server.ip != entry.ip {
+            continue; // a new address: a new server
+        }
+        let skip = |reason: String| format!("{name}: servers[{index}] (id {}): {reason}", entry.id);
+        if !(entry.score.is_finite() && (-100.0..=20.0).contains(&entry.score)) {
+            restored.skipped.push(skip(format!(
+                "score {} is not between -100 and 20",
+                entry.score
+            )));
+            continue;
+        }
+        match History::from_saved(&entry.history) {
+            Ok(history) => {
+                tracked.score = entry.score;
+                tracked.probes = entry.probes;
+                tracked.scored_at = entry.scored_at;
+                tracked.history = history;
+                restored.servers += 1;
+            }
+            Err(reason) => restored.skipped.push(skip(reason)),
+        }
+    }
+    Ok(restored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::clock::ClockState;
+    use crate::monitor::ntp::{Measurement, Outcome};
+    use crate::monitor::registry::Registered;
+
+    fn book() -> Book {
+        let server = |id, ip: &str| Registered {
+            id,
+            ip: ip.parse().unwrap(),
+            netspeed: 1000,
+            country: "de".into(),
+            zones: None,
+        };
+        Book::new(vec![server(1, "192.0.2.1"), server(2, "192.0.2.2")])
+    }
+
+    #[test]
+    fn scores_and_history_survive_a_save_and_load() {
+        let mut before = book();
+        before.clock = Some(ClockState::Synchronised { max_error_us: 0 });
+        let ok = Outcome::Time(Measurement {
+            offset: 0.002,
+            delay: 0.01,
+            stratum: 2,
+            leap: 0,
+            refid: [0; 4],
+        });
+        let now = std::time::SystemTime::now();
+        for _ in 0..5 {
+            before.record(0, ok, now);
+        }
+        before.record(1, Outcome::NoResponse, now);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, render(&before)).unwrap();
+        let mut after = book();
+        let restored = load(&path, &mut after).unwrap();
+        assert_eq!(restored.servers, 2);
+        assert!(restored.skipped.is_empty());
+        for i in 0..2 {
+            assert_eq!(after.servers[i].score, before.servers[i].score);
+            assert_eq!(after.servers[i].probes, before.servers[i].probes);
+            assert_eq!(
+                after.servers[i].history.points(),
+                before.servers[i].history.points()
+            );
+        }
+    }
+
+    #[test]
+    fn a_damaged_state_file_is_an_error_naming_it_and_bad_entries_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let mut b = book();
+        assert_eq!(load(&path, &mut b).unwrap().servers, 0);
+        std::fs::write(&path, "{\"version\": 1, \"saved_at\": 1, \"servers\": [").unwrap();
+        let e = load(&path, &mut b).unwrap_err();
+        assert!(e.contains("state.json: not a monitor state file"), "{e}");
+        std::fs::write(
+            &path,
+            r#"{"version": 1, "saved_at": 1, "servers": [
+                {"id": 1, "ip": "192.0.2.1", "score": 55, "probes": 1, "scored_at": 1,
+                 "history": {"recent": [], "newest": 0, "buckets": ""}},
+                {"id": 2}
+            ]}"#,
+        )
+        .unwrap();
+        let r = load(&path, &mut b).unwrap();
+        assert_eq!(r.servers, 0);
+        assert_eq!(r.skipped.len(), 2, "{:?}", r.skipped);
+        assert!(r.skipped[0].ends_with("servers[0] (id 1): score 55 is not between -100 and 20"));
+    }
+}

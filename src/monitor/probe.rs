@@ -1,0 +1,184 @@
+//! Probe sockets: one UDP socket per address family for all probes, a receive task per
+//! socket that hands each reply to the probe waiting for it, and [`Prober::probe`]: send a
+//! request, wait for the reply, retry once, or give up (no response).
+//!
+//! A reply is handed over only when it comes from the address and port probed and its
+//! origin timestamp is the random transmit timestamp of a request still waiting. Anything
+//! else (a spoofed reply, a late reply to a request already given up, garbage) is counted
+//! and dropped: the probe keeps waiting for the real one.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
+
+use super::ntp::{self, Outcome, Reply, Timestamp};
+
+/// A reply and when it arrived (T4).
+type Arrival = (Reply, Timestamp);
+
+/// The probe sockets and the requests waiting for replies.
+#[derive(Debug)]
+pub struct Prober {
+    v4: Option<Arc<UdpSocket>>,
+    v6: Option<Arc<UdpSocket>>,
+    port: u16,
+    timeout: Duration,
+    /// Requests waiting, by (server address, transmit timestamp).
+    waiting: Mutex<HashMap<(IpAddr, u64), oneshot::Sender<Arrival>>>,
+    /// Replies dropped: not an NTP header, from a port other than the one probed, or not
+    /// matching a request waiting (wrong origin, unknown source, too late).
+    pub ignored: Ignored,
+    receivers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// Counts of replies dropped, by reason.
+#[derive(Debug, Default)]
+pub struct Ignored {
+    /// Shorter than an NTP header.
+    pub malformed: AtomicU64,
+    /// No request waits for this source and origin timestamp.
+    pub unmatched: AtomicU64,
+}
+
+impl Prober {
+    /// Binds the probe sockets (an ephemeral port per family; a family the host lacks is
+    /// left out) and starts their receive tasks. `port` is the port probed (123).
+    pub async fn bind(port: u16, timeout: Duration) -> std::io::Result<Arc<Prober>> {
+        let v4 = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
+            .await
+            .ok()
+            .map(Arc::new);
+        let v6 = UdpSocket::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)))
+            .await
+            .ok()
+            .map(Arc::new);
+        if v4.is_none() && v6.is_none() {
+            return Err(std::io::Error::other(
+                "cannot bind a UDP socket for probes, neither IPv4 nor IPv6",
+            ));
+        }
+        let prober = Arc::new(Prober {
+            v4: v4.clone(),
+            v6: v6.clone(),
+            port,
+            timeout,
+            waiting: Mutex::new(HashMap::new()),
+            ignored: Ignored::default(),
+            receivers: Mutex::new(Vec::new()),
+        });
+        let mut receivers = Vec::new();
+        for socket in [v4, v6].into_iter().flatten() {
+            // The task holds a weak handle: it ends with the prober.
+            let weak = Arc::downgrade(&prober);
+            receivers.push(tokio::spawn(receive(socket, weak)));
+        }
+        *prober.receivers.lock().unwrap_or_else(|e| e.into_inner()) = receivers;
+        Ok(prober)
+    }
+
+    /// Stops the receive tasks.
+    pub fn close(&self) {
+        for task in self
+            .receivers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+
+    /// Probes `ip`: a request, and one retry when no reply comes within the timeout.
+    pub async fn probe(&self, ip: IpAddr) -> Outcome {
+        for _ in 0..2 {
+            if let Some(outcome) = self.attempt(ip).await {
+                return outcome;
+            }
+        }
+        Outcome::NoResponse
+    }
+
+    /// One request; None when no matching reply came in time (or it could not be sent).
+    async fn attempt(&self, ip: IpAddr) -> Option<Outcome> {
+        let socket = match ip {
+            IpAddr::V4(_) => self.v4.as_ref(),
+            IpAddr::V6(_) => self.v6.as_ref(),
+        };
+        let Some(socket) = socket else {
+            // No socket of this family: as good as no response, after the same wait, so
+            // that a host without IPv6 does not probe in a tight loop.
+            tokio::time::sleep(self.timeout).await;
+            return None;
+        };
+        let transmit = Timestamp(rand::random::<u64>());
+        let key = (ip, transmit.0);
+        let (tx, rx) = oneshot::channel();
+        self.lock().insert(key, tx);
+        let sent = Timestamp::from_system(SystemTime::now());
+        let request = ntp::build_request(transmit);
+        let result = match socket
+            .send_to(&request, SocketAddr::new(ip, self.port))
+            .await
+        {
+            Ok(_) => tokio::time::timeout(self.timeout, rx).await.ok(),
+            Err(e) => {
+                tracing::debug!("probe {ip}: cannot send: {e}");
+                tokio::time::sleep(self.timeout).await;
+                None
+            }
+        };
+        self.lock().remove(&key);
+        let (reply, received) = result?.ok()?;
+        Some(ntp::measure(&reply, sent, received))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(IpAddr, u64), oneshot::Sender<Arrival>>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands a datagram from `from`, received at `received`, to the request it answers.
+    fn deliver(&self, bytes: &[u8], from: SocketAddr, received: Timestamp) {
+        let Ok(reply) = ntp::parse_reply(bytes) else {
+            self.ignored.malformed.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let ip = from.ip().to_canonical();
+        let waiting = (from.port() == self.port)
+            .then(|| self.lock().remove(&(ip, reply.origin.0)))
+            .flatten();
+        match waiting {
+            Some(tx) => {
+                let _ = tx.send((reply, received));
+            }
+            None => {
+                self.ignored.unmatched.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The receive loop of one socket.
+async fn receive(socket: Arc<UdpSocket>, prober: std::sync::Weak<Prober>) {
+    let mut buf = [0u8; 1024];
+    loop {
+        let (n, from) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                // ICMP errors surface here on some systems; they concern one probe only.
+                tracing::trace!("probe socket: {e}");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
+        };
+        let received = Timestamp::from_system(SystemTime::now());
+        let Some(prober) = prober.upgrade() else {
+            return;
+        };
+        prober.deliver(&buf[..n], from, received);
+    }
+}
