@@ -10,6 +10,7 @@ mod fairness;
 mod feed_source;
 mod geo;
 mod harness;
+mod monitor;
 mod names;
 mod ops;
 mod plan;
