@@ -2,7 +2,8 @@
 //! `score ← 0.95 · score + step`, then a cap where the result's row has one. New servers
 //! start at 0. The rule's fixed points are 20 (every probe good: 20 = 0.95 · 20 + 1) and
 //! −100 (never answers: −100 = 0.95 · −100 − 5); a server is served from 10 on, which a
-//! healthy new server reaches after 14 probes.
+//! healthy new server reaches after 14 probes. Scores run from −100 to 20: [`FLOOR`] is the
+//! one bound no row reaches by its own fixed point (DENY's would be −200).
 //!
 //! | probe result                                              | step                    | cap  |
 //! |-----------------------------------------------------------|-------------------------|------|
@@ -18,6 +19,10 @@
 //! | \|offset\| ≤ 25 ms                                        | +1                      |      |
 
 use super::ntp::{Kiss, Outcome};
+
+/// The lowest score: the pool's scores run from −100 to 20. Only a server that keeps
+/// refusing with DENY or RSTR (step −10) would go lower; a silent one tends to −100 itself.
+pub const FLOOR: f64 = -100.0;
 
 /// The score of a server never probed.
 pub const INITIAL: f64 = 0.0;
@@ -74,10 +79,11 @@ pub fn step(outcome: &Outcome) -> Step {
 pub fn next(score: f64, outcome: &Outcome) -> f64 {
     let Step { step, cap } = step(outcome);
     let decayed = 0.95 * score + step;
-    match cap {
+    let capped = match cap {
         Some(cap) => decayed.min(cap),
         None => decayed,
-    }
+    };
+    capped.max(FLOOR)
 }
 
 #[cfg(test)]
@@ -100,7 +106,7 @@ mod tests {
         let mut s = from;
         (0..n)
             .map(|_| {
-                s = f64::min(s * 0.95 + step, cap);
+                s = f64::min(s * 0.95 + step, cap).max(-100.0);
                 s
             })
             .collect()
@@ -138,6 +144,7 @@ mod tests {
         let deny = Outcome::Kiss(Kiss::Deny);
         assert_eq!(run(deny, 15.0, 3), trajectory(15.0, 3, -10.0, -50.0));
         assert_eq!(run(deny, 15.0, 1), vec![-50.0]);
+        assert_eq!(run(deny, 15.0, 200).last(), Some(&-100.0));
         assert_eq!(
             run(Outcome::Kiss(Kiss::Rate), 10.0, 5),
             trajectory(10.0, 5, -3.5, inf)
