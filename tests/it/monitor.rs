@@ -585,6 +585,14 @@ fn fault_trajectories_follow_the_score_table_and_spoofed_replies_are_ignored() {
         monitor.metric("pooldns_monitor_replies_ignored_total{reason=\"unmatched\"}")
             >= 2.0 * want as f64
     );
+    // The per-server page draws its history as inline SVG, with no external assets.
+    let page = monitor.get("/monitor/servers/1").unwrap();
+    assert!(
+        page.contains("<svg") && page.contains("<polyline"),
+        "{page}"
+    );
+    assert!(!page.contains("src=") && !page.contains("<script"));
+    assert!(monitor.get("/").unwrap().contains("/monitor/servers/15"));
     // The feed holds every server with the monitor's score.
     let feed: Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("m-feed.json")).unwrap()).unwrap();
@@ -819,4 +827,85 @@ fn two_monitors_with_peer_write_the_median() {
             );
         }
     }
+}
+
+#[test]
+fn most_servers_off_the_same_way_make_the_monitor_suspect_its_own_clock() {
+    let hosts = [10, 11, 12, 13, 14, 15];
+    let Some(ns) = Netns::create(&hosts) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let faults: Vec<(u8, Fault)> = hosts.iter().map(|&h| (h, Fault::Offset(0.4))).collect();
+    let responder = Responder::start(&ns, &faults);
+    std::fs::write(dir.path().join("registry.json"), registry(&hosts)).unwrap();
+    let monitor = Monitor::start(&ns, dir.path(), "m", 8054, &[]);
+    // Every server 400 ms ahead: it is the monitor's clock that is behind.
+    wait_for(
+        Duration::from_secs(20),
+        "the monitor to suspect itself",
+        || monitor.metric("pooldns_monitor_clock_suspect") == 1.0,
+    );
+    assert!(!monitor.scores().0);
+    let (_, frozen) = monitor.scores();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(monitor.scores().1, frozen);
+    assert!(
+        monitor
+            .get("/")
+            .unwrap()
+            .contains("suspecting the local clock")
+    );
+    // The servers agree with it again: it scores again.
+    for &h in &hosts {
+        responder.set(h, Fault::Offset(0.001));
+    }
+    wait_for(Duration::from_secs(20), "scoring to resume", || {
+        monitor.scores().0
+    });
+    assert_eq!(monitor.metric("pooldns_monitor_clock_suspect"), 0.0);
+}
+
+#[test]
+fn once_prints_a_table_and_fails_when_a_server_loses_points() {
+    let hosts = [1, 18];
+    let Some(ns) = Netns::create(&hosts) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let _chrony = chronyd(&ns, dir.path(), 1);
+    let _responder = Responder::start(&ns, &[(18, Fault::Silent)]);
+    let registry_path = dir.path().join("registry.json");
+    std::fs::write(&registry_path, registry(&hosts)).unwrap();
+    let run = |path: &Path| {
+        ns.command(env!("CARGO_BIN_EXE_pooldns"))
+            .args(["monitor", "--once", "--timeout", "250ms", "--servers"])
+            .arg(path)
+            .output()
+            .expect("run monitor --once")
+    };
+    let out = run(&registry_path);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{table}");
+    let line = |ip: &str| {
+        table
+            .lines()
+            .find(|l| l.contains(ip))
+            .unwrap_or_else(|| panic!("{ip} not in {table}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let good = line("10.99.0.1 ");
+    assert_eq!((good[2].as_str(), good[5].as_str()), ("ok", "2"), "{table}");
+    assert_eq!(good.last().unwrap(), "+1.000");
+    let silent = line("10.99.0.18");
+    assert_eq!(
+        (silent[2].as_str(), silent.last().unwrap().as_str()),
+        ("no_response", "-5.000")
+    );
+    // The healthy one alone: exit 0.
+    let one = dir.path().join("one.json");
+    std::fs::write(&one, registry(&[1])).unwrap();
+    assert!(run(&one).status.success());
 }
