@@ -12,6 +12,13 @@
 //!                        bytes ──wire::parse──▶ Query ──answer──▶ Answer ──wire::build──▶ bytes
 //! ```
 //!
+//! The health half is a separate flow, run as its own process (`pooldns monitor`,
+//! [`monitor`]); it shares only the feed file with the nameserver:
+//!
+//! ```text
+//!  registry.json ──monitor::registry──▶ probes (NTP) ──monitor::score──▶ servers.json (the feed)
+//! ```
+//!
 //! Only [`server`] touches sockets and only [`wire`] touches bytes; [`select`] and
 //! [`answer`] are plain functions that take the random source and the table as arguments.
 //!
@@ -28,6 +35,10 @@
 //!   rotation period (an *epoch*).
 //! * **pick**: drawing up to k distinct servers with inclusion probability proportional to
 //!   net speed.
+//! * **registry**: the feed without scores, the monitor's input.
+//! * **probe**: one NTP request to a registered server (and one retry), ending in a result
+//!   the **score** rule turns into a step; a server is usable from a score of 10.
+//! * **peer**: another monitor whose scores enter the median written to the feed.
 //! * **ECS**: EDNS Client Subnet (RFC 7871); **scope**: the prefix length the answer depends on.
 //!
 //! # Verbs
