@@ -647,7 +647,7 @@ fn monitor(args: MonitorArgs) -> anyhow::Result<()> {
 /// points.
 async fn monitor_once(monitor: std::sync::Arc<pooldns::monitor::Monitor>) -> anyhow::Result<bool> {
     use pooldns::monitor::{ntp, probe::Prober, schedule, score};
-    let prober = Prober::bind(monitor.options.port, monitor.options.timeout).await?;
+    let prober = Prober::bind(monitor.options.port, monitor.options.timeout)?;
     let outcomes = schedule::once(&monitor, prober.clone()).await;
     prober.close();
     let book = monitor.book();

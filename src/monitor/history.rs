@@ -171,10 +171,13 @@ impl History {
 
     /// The history as kept in the state file.
     pub fn to_saved(&self) -> SavedHistory {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut buckets = String::with_capacity(BUCKETS * 8);
         for b in self.buckets.iter() {
-            for half in [b.score, b.offset] {
-                buckets.push_str(&format!("{:04x}", half as u16));
+            for half in [b.score as u16, b.offset as u16] {
+                for shift in [12, 8, 4, 0] {
+                    buckets.push(char::from(HEX[usize::from((half >> shift) & 0xf)]));
+                }
             }
         }
         SavedHistory {

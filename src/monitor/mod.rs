@@ -318,7 +318,7 @@ pub async fn run(
     // Read the clock before the first probe can end.
     let first = monitor.options.clock.read();
     monitor.book().clock = Some(first);
-    let prober = probe::Prober::bind(monitor.options.port, monitor.options.timeout).await?;
+    let prober = probe::Prober::bind(monitor.options.port, monitor.options.timeout)?;
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(watch_clock(monitor.clone(), stop_rx.clone())));
     tasks.push(tokio::spawn(schedule::run(

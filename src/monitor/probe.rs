@@ -1,6 +1,12 @@
-//! Probe sockets: one UDP socket per address family for all probes, a receive task per
+//! Probe sockets: one UDP socket per address family for all probes, a receive thread per
 //! socket that hands each reply to the probe waiting for it, and [`Prober::probe`]: send a
 //! request, wait for the reply, retry once, or give up (no response).
+//!
+//! Why threads, not async tasks, receive: T4, the arrival time, is taken by the receiver,
+//! and a task waits for a free runtime worker (one may be writing a 100,000-server feed)
+//! while the reply sits in the socket buffer; every millisecond of that wait would be half
+//! a millisecond of offset error. A thread blocked in `recv_from` takes the time as soon as
+//! the kernel wakes it.
 //!
 //! A reply is handed over only when it comes from the address and port probed and its
 //! origin timestamp is the random transmit timestamp of a request still waiting. Anything
@@ -8,12 +14,13 @@
 //! and dropped: the probe keeps waiting for the real one.
 
 use std::collections::HashMap;
+use std::net::UdpSocket;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 
 use super::ntp::{self, Outcome, Reply, Timestamp};
@@ -33,7 +40,9 @@ pub struct Prober {
     /// Replies dropped: not an NTP header, from a port other than the one probed, or not
     /// matching a request waiting (wrong origin, unknown source, too late).
     pub ignored: Ignored,
-    receivers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Set to stop the receive threads.
+    stop: Arc<AtomicBool>,
+    receivers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 /// Counts of replies dropped, by reason.
@@ -47,16 +56,18 @@ pub struct Ignored {
 
 impl Prober {
     /// Binds the probe sockets (an ephemeral port per family; a family the host lacks is
-    /// left out) and starts their receive tasks. `port` is the port probed (123).
-    pub async fn bind(port: u16, timeout: Duration) -> std::io::Result<Arc<Prober>> {
-        let v4 = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
-            .await
-            .ok()
-            .map(Arc::new);
-        let v6 = UdpSocket::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)))
-            .await
-            .ok()
-            .map(Arc::new);
+    /// left out) and starts their receive threads. `port` is the port probed (123).
+    pub fn bind(port: u16, timeout: Duration) -> std::io::Result<Arc<Prober>> {
+        let open = |addr: SocketAddr| {
+            let socket = UdpSocket::bind(addr).ok()?;
+            // The receive thread wakes this often to see whether to stop.
+            socket
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .ok()?;
+            Some(Arc::new(socket))
+        };
+        let v4 = open(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
+        let v6 = open(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)));
         if v4.is_none() && v6.is_none() {
             return Err(std::io::Error::other(
                 "cannot bind a UDP socket for probes, neither IPv4 nor IPv6",
@@ -69,27 +80,34 @@ impl Prober {
             timeout,
             waiting: Mutex::new(HashMap::new()),
             ignored: Ignored::default(),
+            stop: Arc::new(AtomicBool::new(false)),
             receivers: Mutex::new(Vec::new()),
         });
         let mut receivers = Vec::new();
         for socket in [v4, v6].into_iter().flatten() {
-            // The task holds a weak handle: it ends with the prober.
-            let weak = Arc::downgrade(&prober);
-            receivers.push(tokio::spawn(receive(socket, weak)));
+            // The thread holds a weak handle: it ends with the prober, or when told to.
+            let (weak, stop) = (Arc::downgrade(&prober), prober.stop.clone());
+            receivers.push(
+                std::thread::Builder::new()
+                    .name("probe-receive".into())
+                    .spawn(move || receive(&socket, &weak, &stop))?,
+            );
         }
         *prober.receivers.lock().unwrap_or_else(|e| e.into_inner()) = receivers;
         Ok(prober)
     }
 
-    /// Stops the receive tasks.
+    /// Stops the receive threads and waits for them (a tenth of a second at most).
     pub fn close(&self) {
-        for task in self
+        self.stop.store(true, Ordering::Relaxed);
+        let threads: Vec<_> = self
             .receivers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .drain(..)
-        {
-            task.abort();
+            .collect();
+        for thread in threads {
+            let _ = thread.join();
         }
     }
 
@@ -121,10 +139,8 @@ impl Prober {
         self.lock().insert(key, tx);
         let sent = Timestamp::from_system(SystemTime::now());
         let request = ntp::build_request(transmit);
-        let result = match socket
-            .send_to(&request, SocketAddr::new(ip, self.port))
-            .await
-        {
+        // A blocking send: a UDP send does not wait unless the socket buffer is full.
+        let result = match socket.send_to(&request, SocketAddr::new(ip, self.port)) {
             Ok(_) => tokio::time::timeout(self.timeout, rx).await.ok(),
             Err(e) => {
                 tracing::debug!("probe {ip}: cannot send: {e}");
@@ -162,16 +178,24 @@ impl Prober {
     }
 }
 
-/// The receive loop of one socket.
-async fn receive(socket: Arc<UdpSocket>, prober: std::sync::Weak<Prober>) {
+/// The receive loop of one socket, on its own thread.
+fn receive(socket: &UdpSocket, prober: &std::sync::Weak<Prober>, stop: &AtomicBool) {
     let mut buf = [0u8; 1024];
-    loop {
-        let (n, from) = match socket.recv_from(&mut buf).await {
+    while !stop.load(Ordering::Relaxed) {
+        let (n, from) = match socket.recv_from(&mut buf) {
             Ok(r) => r,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
             Err(e) => {
                 // ICMP errors surface here on some systems; they concern one probe only.
                 tracing::trace!("probe socket: {e}");
-                tokio::time::sleep(Duration::from_millis(1)).await;
+                std::thread::sleep(Duration::from_millis(1));
                 continue;
             }
         };
