@@ -58,7 +58,8 @@ enum Command {
 #[derive(clap::Args)]
 struct MonitorArgs {
     /// The registry (JSON): the feed without scores, {"servers": [{"id", "ip", "netspeed",
-    /// "country" (optional: placed by --geoip), "zones" (optional)}]}.
+    /// "country" (optional: placed by --geoip), "zones" (optional)}]}. Re-read when it
+    /// changes and on SIGHUP.
     #[arg(long, value_name = "PATH")]
     servers: PathBuf,
     /// The feed to write, with scores filled in (written aside, then renamed over it).
@@ -584,6 +585,8 @@ fn monitor(args: MonitorArgs) -> anyhow::Result<()> {
     options.save_interval = args.save_interval;
     options.peer_interval = args.peer_interval;
     options.clock = monitor::clock::ClockSource::from_env();
+    options.registry = Some(args.servers.clone());
+    options.geo = geo.map(std::sync::Arc::new);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

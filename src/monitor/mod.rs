@@ -64,6 +64,10 @@ pub struct Options {
     pub peer_interval: Duration,
     /// Where the clock state comes from.
     pub clock: ClockSource,
+    /// The registry file, re-read on SIGHUP and when it changes; None: never re-read.
+    pub registry: Option<PathBuf>,
+    /// The GeoIP database that places registry entries without a country.
+    pub geo: Option<Arc<crate::geo::GeoDb>>,
 }
 
 impl Options {
@@ -82,6 +86,8 @@ impl Options {
             save_interval: Duration::from_secs(300),
             peer_interval: Duration::from_secs(30),
             clock: ClockSource::Kernel,
+            registry: None,
+            geo: None,
         }
     }
 }
@@ -103,6 +109,8 @@ pub struct Tracked {
     pub last: Option<LastProbe>,
     /// Score and offset over time.
     pub history: History,
+    /// A probe of it is under way (a server is never probed twice at once).
+    pub busy: bool,
 }
 
 /// The last probe of a server, for the pages and `--once`.
@@ -182,6 +190,8 @@ pub struct Book {
     pub changed: bool,
     /// Messages of the registry entries skipped.
     pub skipped: Vec<String>,
+    /// Bumped by each registry reload, so the scheduler picks up new servers.
+    pub generation: u64,
 }
 
 impl Book {
@@ -199,6 +209,7 @@ impl Book {
                     scored_at: None,
                     last: None,
                     history: History::default(),
+                    busy: false,
                 })
                 .collect(),
             by_id,
@@ -226,6 +237,63 @@ impl Book {
                 (clock::SUSPECT_OFFSET * 1000.0) as u32
             )),
             Some(ClockState::Synchronised { .. }) => None,
+        }
+    }
+
+    /// Replaces the registry: a server of the new one with the same id and address keeps its
+    /// score and history (a new address is a new server, at 0); servers no longer
+    /// registered are forgotten. Returns how many were added and how many dropped (a
+    /// changed address counts as both).
+    pub fn replace(&mut self, servers: Vec<Registered>) -> (usize, usize) {
+        let mut old: HashMap<u64, (Tracked, Option<(f64, u64)>)> =
+            std::mem::take(&mut self.servers)
+                .into_iter()
+                .zip(std::mem::take(&mut self.offsets))
+                .map(|(t, o)| (t.server.id, (t, o)))
+                .collect();
+        let (mut added, mut moved) = (0, 0);
+        for server in servers {
+            match old.remove(&server.id) {
+                Some((mut tracked, offset)) if tracked.server.ip == server.ip => {
+                    tracked.server = server;
+                    self.servers.push(tracked);
+                    self.offsets.push(offset);
+                }
+                other => {
+                    moved += usize::from(other.is_some());
+                    added += 1;
+                    self.servers.extend(Book::new(vec![server]).servers);
+                    self.offsets.push(None);
+                }
+            }
+        }
+        let (n_added, n_dropped) = (added, old.len() + moved);
+        self.by_id = self
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.server.id, i))
+            .collect();
+        self.generation += 1;
+        self.changed = true;
+        (n_added, n_dropped)
+    }
+
+    /// Records the probe of server `id` at `ip`; ignored when the registry no longer has
+    /// that server at that address (reloaded while the probe was under way).
+    pub fn record_probe(
+        &mut self,
+        id: u64,
+        ip: std::net::IpAddr,
+        outcome: Outcome,
+        now: SystemTime,
+    ) {
+        let Some(&index) = self.by_id.get(&id) else {
+            return;
+        };
+        if self.servers[index].server.ip == ip {
+            self.servers[index].busy = false;
+            self.record(index, outcome, now);
         }
     }
 
@@ -327,6 +395,12 @@ pub async fn run(
         stop_rx.clone(),
     )));
     tasks.push(tokio::spawn(output::run(monitor.clone(), stop_rx.clone())));
+    if monitor.options.registry.is_some() {
+        tasks.push(tokio::spawn(watch_registry(
+            monitor.clone(),
+            stop_rx.clone(),
+        )));
+    }
     if !monitor.options.peers.is_empty() {
         tasks.push(tokio::spawn(peers::run(monitor.clone(), stop_rx.clone())));
     }
@@ -391,5 +465,126 @@ async fn watch_clock(monitor: Arc<Monitor>, mut stop: tokio::sync::watch::Receiv
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// Re-reads the registry on SIGHUP and when the file changes (checked every 2 s). A
+/// registry that cannot be read, or holds no server, is refused: the last good one stays.
+async fn watch_registry(monitor: Arc<Monitor>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Some(path) = monitor.options.registry.clone() else {
+        return;
+    };
+    let stamp = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    let mut hangup = signal(SignalKind::hangup()).ok();
+    let mut seen = stamp(&path);
+    loop {
+        let hup = async {
+            match hangup.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let forced = tokio::select! {
+            _ = hup => true,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => false,
+            _ = stop.changed() => return,
+        };
+        let now = stamp(&path);
+        if !forced && now == seen {
+            continue;
+        }
+        seen = now;
+        let (file, geo) = (path.clone(), monitor.options.geo.clone());
+        let loaded =
+            tokio::task::spawn_blocking(move || registry::load_file(&file, geo.as_deref()))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+        match loaded {
+            Ok(registry) if !registry.servers.is_empty() => {
+                for message in registry.skipped.iter().take(20) {
+                    tracing::warn!("skipped: {message}");
+                }
+                let n = registry.servers.len();
+                let (added, dropped) = {
+                    let mut book = monitor.book();
+                    book.skipped = registry.skipped;
+                    book.replace(registry.servers)
+                };
+                tracing::info!(
+                    "{}: reloaded, {n} servers ({added} new, {dropped} dropped)",
+                    path.display()
+                );
+            }
+            Ok(_) => tracing::error!(
+                "{}: no server in the new registry; still monitoring the last good one",
+                path.display()
+            ),
+            Err(e) => tracing::error!("{e}; still monitoring the last good registry"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(id: u64, ip: &str) -> Registered {
+        Registered {
+            id,
+            ip: ip.parse().unwrap(),
+            netspeed: 1000,
+            country: "de".into(),
+            zones: None,
+        }
+    }
+
+    #[test]
+    fn a_registry_reload_keeps_the_scores_of_servers_it_keeps() {
+        let mut book = Book::new(vec![
+            server(1, "192.0.2.1"),
+            server(2, "192.0.2.2"),
+            server(3, "192.0.2.3"),
+        ]);
+        book.clock = Some(ClockState::Synchronised { max_error_us: 0 });
+        for i in 0..3 {
+            book.record(i, Outcome::NoResponse, SystemTime::now());
+        }
+        let mut moved = server(2, "192.0.2.22");
+        moved.netspeed = 5;
+        let mut renamed = server(1, "192.0.2.1");
+        renamed.netspeed = 7;
+        let (added, dropped) = book.replace(vec![server(4, "192.0.2.4"), renamed, moved]);
+        assert_eq!((added, dropped), (2, 2));
+        let ids: Vec<u64> = book.servers.iter().map(|t| t.server.id).collect();
+        assert_eq!(ids, [4, 1, 2]);
+        assert_eq!(book.servers[1].score, -5.0);
+        assert_eq!(book.servers[1].server.netspeed, 7);
+        // A new address is a new server.
+        assert_eq!(book.servers[2].score, 0.0);
+        assert_eq!(book.by_id[&2], 2);
+        assert_eq!(book.offsets.len(), 3);
+        // A probe of the old address that ends after the reload is not recorded.
+        book.record_probe(
+            2,
+            "192.0.2.2".parse().unwrap(),
+            Outcome::NoResponse,
+            SystemTime::now(),
+        );
+        assert_eq!(book.servers[2].probes, 0);
+        book.record_probe(
+            2,
+            "192.0.2.22".parse().unwrap(),
+            Outcome::NoResponse,
+            SystemTime::now(),
+        );
+        assert_eq!(book.servers[2].probes, 1);
     }
 }

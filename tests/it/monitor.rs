@@ -909,3 +909,49 @@ fn once_prints_a_table_and_fails_when_a_server_loses_points() {
     std::fs::write(&one, registry(&[1])).unwrap();
     assert!(run(&one).status.success());
 }
+
+#[test]
+fn a_changed_registry_is_picked_up_and_a_broken_one_refused() {
+    let hosts = [1, 2];
+    let Some(ns) = Netns::create(&hosts) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let _chrony = [chronyd(&ns, dir.path(), 1), chronyd(&ns, dir.path(), 2)];
+    let path = dir.path().join("registry.json");
+    std::fs::write(&path, registry(&[1])).unwrap();
+    let monitor = Monitor::start(&ns, dir.path(), "m", 8054, &[]);
+    wait_for(Duration::from_secs(20), "3 probes of server 1", || {
+        monitor.scores().1[&1].2 >= 3
+    });
+    let replace = |text: &str| {
+        let tmp = dir.path().join("registry.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    };
+    // Server 2 joins (and a bad entry is skipped): server 1 keeps its score and probes.
+    let before = monitor.scores().1[&1].2;
+    replace(&registry(&[1, 2]).replace("]}", r#", {"id": 3, "ip": "nope", "netspeed": 1}]}"#));
+    wait_for(Duration::from_secs(20), "server 2 to be probed", || {
+        monitor.scores().1.get(&2).is_some_and(|s| s.2 >= 2)
+    });
+    let (_, scores) = monitor.scores();
+    assert_eq!(scores.len(), 2);
+    assert!(scores[&1].2 > before);
+    check_trajectory(1, &monitor.probes(1));
+    check_trajectory(2, &monitor.probes(2));
+    // A broken registry is refused, loudly; both servers stay monitored, also on SIGHUP.
+    replace("{\"servers\": [");
+    signal_group(monitor.daemon.child.id(), "HUP");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(monitor.scores().1.len(), 2);
+    let log = std::fs::read_to_string(dir.path().join("m-log")).unwrap();
+    assert!(
+        log.contains("still monitoring the last good registry"),
+        "{log}"
+    );
+    assert!(
+        log.contains("servers[2] (id 3): ip \"nope\" is not an address"),
+        "{log}"
+    );
+}
