@@ -317,7 +317,7 @@ impl Monitor {
             "--interval",
             "1s",
             "--timeout",
-            "250ms",
+            "400ms",
             "--write-interval",
             "200ms",
             "--peer-interval",
@@ -699,7 +699,9 @@ async fn monitor_feed_serve_dns_end_to_end_with_a_restart() {
         let done = probes(30).await.len();
         if answered {
             assert!(done >= 14, "in the answers after {done} probes");
-            assert!(done <= 14 + 5, "took {done} probes to enter");
+            // The feed is written within 200 ms and serve reloads it on change: a few
+            // probes of slack (a second each) for a loaded machine.
+            assert!(done <= 14 + 8, "took {done} probes to enter");
             break;
         }
         assert!(Instant::now() < deadline, "10.99.0.30 never entered");
@@ -736,7 +738,7 @@ async fn monitor_feed_serve_dns_end_to_end_with_a_restart() {
                     "left after {since} probes, formula {formula}"
                 );
                 assert!(
-                    since <= formula + 5,
+                    since <= formula + 8,
                     "left only after {since} probes, formula {formula}"
                 );
                 break (before, formula);
