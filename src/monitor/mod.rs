@@ -77,7 +77,7 @@ impl Options {
             out,
             state,
             interval: Duration::from_secs(60),
-            max_rate: 200.0,
+            max_rate: 500.0,
             timeout: Duration::from_secs(1),
             port: 123,
             peers: Vec::new(),
