@@ -94,3 +94,37 @@ pub fn load_config(data: &[u8]) {
         }
     }
 }
+
+/// Parses `data` as an NTP reply to a request sent at a fixed time, as the monitor does:
+/// never panics; a parsed reply is classified, and its offset and delay, when it has them,
+/// are finite.
+pub fn parse_ntp_reply(data: &[u8]) {
+    use crate::monitor::ntp::{Timestamp, measure, parse_reply};
+    match parse_reply(data) {
+        Ok(reply) => {
+            assert!(data.len() >= crate::monitor::ntp::PACKET_LEN);
+            let sent = Timestamp(0xec00_0000_0000_0000);
+            let outcome = measure(&reply, sent, Timestamp(sent.0 + (1 << 30)));
+            if let Some(m) = outcome.measurement() {
+                assert!(m.offset.is_finite() && m.delay.is_finite());
+            }
+            let _ = crate::monitor::score::next(0.0, &outcome);
+        }
+        Err(_) => assert!(data.len() < crate::monitor::ntp::PACKET_LEN),
+    }
+}
+
+/// Loads `data` as a monitor registry: never panics; what loads has unique addresses and
+/// ids, and every entry is either loaded or reported.
+pub fn load_registry(data: &[u8]) {
+    if let Ok(registry) = crate::monitor::registry::load_slice("fuzz", data, None) {
+        let mut ips: Vec<_> = registry.servers.iter().map(|s| s.ip).collect();
+        ips.sort_unstable();
+        ips.dedup();
+        assert_eq!(ips.len(), registry.servers.len());
+        let mut ids: Vec<_> = registry.servers.iter().map(|s| s.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), registry.servers.len());
+    }
+}

@@ -232,5 +232,11 @@ proptest! {
     fn random_feeds_and_configs_never_panic(data in proptest::collection::vec(any::<u8>(), 0..400)) {
         fuzzing::load_feed(&data);
         fuzzing::load_config(&data);
+        fuzzing::load_registry(&data);
+    }
+
+    #[test]
+    fn random_ntp_replies_never_panic(data in proptest::collection::vec(any::<u8>(), 0..120)) {
+        fuzzing::parse_ntp_reply(&data);
     }
 }
