@@ -206,3 +206,75 @@ fn receive(socket: &UdpSocket, prober: &std::sync::Weak<Prober>, stop: &AtomicBo
         prober.deliver(&buf[..n], from, received);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::ntp::PACKET_LEN;
+
+    /// A responder on `addr` that answers each request `replies` times, with the origin
+    /// timestamp changed by `origin_delta` (0: a true reply).
+    fn responder(addr: &str, origin_delta: u64) -> Option<(u16, std::thread::JoinHandle<()>)> {
+        let socket = UdpSocket::bind(addr).ok()?;
+        socket
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            // Two requests at most (a probe and its retry), then stop.
+            for _ in 0..2 {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                    return;
+                };
+                assert_eq!(n, PACKET_LEN);
+                let origin = u64::from_be_bytes(buf[40..48].try_into().unwrap());
+                let now = Timestamp::from_system(SystemTime::now()).0;
+                let mut reply = [0u8; PACKET_LEN];
+                reply[0] = (4 << 3) | 4;
+                reply[1] = 2;
+                reply[24..32].copy_from_slice(&origin.wrapping_add(origin_delta).to_be_bytes());
+                reply[32..40].copy_from_slice(&now.to_be_bytes());
+                reply[40..48].copy_from_slice(&now.to_be_bytes());
+                socket.send_to(&reply, from).unwrap();
+            }
+        });
+        Some((port, thread))
+    }
+
+    #[tokio::test]
+    async fn a_reply_with_our_origin_is_measured_over_ipv4_and_ipv6() {
+        for (bind, ip) in [("127.0.0.1:0", "127.0.0.1"), ("[::1]:0", "::1")] {
+            let Some((port, thread)) = responder(bind, 0) else {
+                eprintln!("{bind}: cannot bind, skipping that family");
+                continue;
+            };
+            let prober = Prober::bind(port, Duration::from_secs(2)).unwrap();
+            let outcome = prober.probe(ip.parse().unwrap()).await;
+            let Outcome::Time(m) = outcome else {
+                panic!("{ip}: {outcome:?}");
+            };
+            assert!(m.offset.abs() < 0.05 && m.delay >= 0.0, "{m:?}");
+            prober.close();
+            drop(thread);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reply_with_another_origin_is_ignored_and_the_probe_retries_then_gives_up() {
+        let (port, thread) = responder("127.0.0.1:0", 1).unwrap();
+        let prober = Prober::bind(port, Duration::from_millis(300)).unwrap();
+        let outcome = prober.probe("127.0.0.1".parse().unwrap()).await;
+        assert_eq!(outcome, Outcome::NoResponse);
+        thread.join().unwrap();
+        // Both the request and the retry got a reply, both ignored (counted as they arrive).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while prober.ignored.unmatched.load(Ordering::Relaxed) < 2
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(prober.ignored.unmatched.load(Ordering::Relaxed), 2);
+        prober.close();
+    }
+}
