@@ -59,6 +59,7 @@ pub mod plan;
 pub mod querylog;
 pub mod reload;
 pub mod report;
+pub mod reserve;
 pub mod rrl;
 pub mod select;
 pub mod server;

@@ -170,6 +170,12 @@ struct ServeArgs {
     /// one per core.
     #[arg(long)]
     udp_workers: Option<usize>,
+    /// How the UDP queries of an address are shared among its workers: "auto" sends them
+    /// all to one worker while it keeps up (less CPU per query at moderate rates) and
+    /// spreads them over every worker when it gets busy; "off" always spreads them by the
+    /// kernel's hash of the client address and port.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "off"])]
+    udp_steering: String,
     /// Seconds a TCP connection may stay idle before it is closed (announced to clients
     /// by edns-tcp-keepalive).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
@@ -393,6 +399,7 @@ async fn serve_in_runtime(args: ServeArgs) -> anyhow::Result<()> {
         tcp_read_timeout: std::time::Duration::from_secs(args.tcp_read_timeout),
         tcp_max_connections: args.tcp_max_connections,
         tcp_max_connections_per_client: args.tcp_max_connections_per_client,
+        udp_steering: args.udp_steering == "auto",
     };
     for addr in listeners.udp_addrs() {
         tracing::info!("serving on {addr} (UDP and TCP)");
