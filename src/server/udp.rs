@@ -56,6 +56,8 @@ pub struct Worker {
     send_headers: MultiHeaders<SockaddrStorage>,
     /// Set in the first worker of an address with several: steers the queries.
     leader: Option<Leader>,
+    /// Packets in the last batch received.
+    received_count: usize,
 }
 
 impl Worker {
@@ -85,6 +87,7 @@ impl Worker {
             recv_headers: MultiHeaders::preallocate(BATCH, None),
             send_headers: MultiHeaders::preallocate(BATCH, None),
             leader: None,
+            received_count: 0,
         })
     }
 
@@ -109,16 +112,22 @@ impl Worker {
         while !stop.load(Ordering::Relaxed) {
             // Timeouts (EAGAIN) and transient errors (ICMP port unreachable surfacing as
             // ECONNREFUSED, ENOBUFS) end one round, never the loop.
-            let received = self.serve_batch().unwrap_or(0);
-            if let Some(leader) = &mut self.leader {
-                leader.after_batch(&self.socket, received, BATCH);
-            }
+            let _ = self.serve_batch();
         }
     }
 
     /// Receives one batch (waiting for at least one packet, up to [`POLL`]), answers it and
-    /// sends the answers. Returns the number of packets received.
+    /// sends the answers; then, in a leader, steers. Returns the number of answers sent.
     pub fn serve_batch(&mut self) -> std::io::Result<usize> {
+        self.received_count = 0;
+        let answered = self.answer_batch();
+        if let Some(leader) = &mut self.leader {
+            leader.after_batch(&self.socket, self.received_count, BATCH);
+        }
+        answered
+    }
+
+    fn answer_batch(&mut self) -> std::io::Result<usize> {
         let fd = self.socket.as_raw_fd();
         let count = {
             let mut chunks = self.queries.chunks_exact_mut(QUERY_MAX);
@@ -141,6 +150,7 @@ impl Worker {
             }
             count
         };
+        self.received_count = count;
 
         let table = self.table.load();
         let rrl = &table.config.rrl;
@@ -224,7 +234,7 @@ impl Worker {
                 Err(_) => sent += 1,
             }
         }
-        Ok(count)
+        Ok(answers)
     }
 }
 
