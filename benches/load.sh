@@ -37,8 +37,9 @@ RRL=0                # --rrl: also a pooldns with response rate limiting on (pd-
 RELOAD=0
 QUICK=0
 KEEP=0
-RUNS="udp,udp-ecs,tcp,rate"
+RUNS="udp,udp-ecs,tcp,rate,rate-ecs"
 PREBUILT=            # --pooldns BIN: use this binary instead of building
+BASELINE=            # --baseline BIN: also this pooldns binary (pd-base), e.g. an older build
 
 usage() {
     cat <<EOF
@@ -74,9 +75,12 @@ usage: benches/load.sh [options]
   --threads N        dnsperf -T (default $THREADS)
   --workers N        UDP workers of every server (default: nproc = $WORKERS)
   --repeat N         run everything N times, interleaved; tables show medians (default 1)
-  --runs LIST        which runs, of udp,udp-ecs,tcp,rate (default all)
+  --runs LIST        which runs, of udp,udp-ecs,tcp,rate,rate-ecs (default all; rate-ecs is
+                     the fixed-rate run with the ECS query file)
   --quick            smoke test: 3 s runs (reload 9 s)
   --keep             keep the temp dir (logs, dnsperf outputs, zone, feeds)
+  --baseline BIN     also run this pooldns binary (pd-base; an older build, say) with the same
+                     feed, configuration and load: pooldns / pd-base is the change's effect
   --pooldns BIN      use this pooldns binary instead of 'cargo build --release' (gen_feed and
                      udp_echo are taken from BIN's directory's examples/ when they are there)
   -h, --help         this text
@@ -105,6 +109,7 @@ while [ $# -gt 0 ]; do
         --repeat) REPEAT=${2:?}; shift ;;
         --runs) RUNS=${2:?}; shift ;;
         --pooldns) PREBUILT=${2:?}; shift ;;
+        --baseline) BASELINE=${2:?}; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "load.sh: unknown option $1" >&2; usage >&2; exit 64 ;;
     esac
@@ -286,14 +291,14 @@ track() {  # name pid port logfile: stopped on exit; waits until it answers
     PID[$name]=$pid
 }
 
-start_pooldns() {  # name feed [config]
-    local name=$1 feed=$2 config=${3:-$CONFIG} port
+start_pooldns() {  # name feed [config [binary]]
+    local name=$1 feed=$2 config=${3:-$CONFIG} bin=${4:-$POOLDNS} port
     port=$(python3 "$LB" freeport) || die "no free port"
     # No HTTP status listener (it has a fixed default port and is not what is measured).
     local extra=()
-    "$POOLDNS" serve --help 2>/dev/null | grep -q -- '--http' && extra+=(--http none)
-    "$POOLDNS" serve --help 2>/dev/null | grep -q -- '--state-dir' && extra+=(--state-dir none)
-    NO_COLOR=1 RUST_LOG=info "$POOLDNS" serve --config "$config" --feed "$feed" \
+    "$bin" serve --help 2>/dev/null | grep -q -- '--http' && extra+=(--http none)
+    "$bin" serve --help 2>/dev/null | grep -q -- '--state-dir' && extra+=(--state-dir none)
+    NO_COLOR=1 RUST_LOG=info "$bin" serve --config "$config" --feed "$feed" \
         --geoip "$GEOIP" --listen "127.0.0.1:$port" --udp-workers "$WORKERS" "${extra[@]}" \
         > "$TMP/$name.out" 2> "$TMP/$name.log" &
     track "$name" $! "$port" "$TMP/$name.log"
@@ -342,6 +347,11 @@ start_echo() {
 
 start_pooldns pooldns "$TMP/feed.json"
 SERVER_LIST=(pooldns)
+if [ -n "$BASELINE" ]; then
+    [ -x "$BASELINE" ] || die "--baseline $BASELINE: not an executable"
+    start_pooldns pd-base "$TMP/feed.json" "$CONFIG" "$BASELINE"
+    SERVER_LIST+=(pd-base)
+fi
 if [ "$SCALING" != 0 ]; then
     start_pooldns "pd-$SCALING" "$TMP/feed-small.json"
     SERVER_LIST+=("pd-$SCALING")
@@ -413,9 +423,13 @@ one_run() {  # run server rep
         tcp) measure "$server" tcp "$rep" "" -- -m tcp -d "$TMP/q/mix.bin" -l "$DURATION" ;;
         rate) measure "$server" rate "$rep" "$RATE" -- -d "$TMP/q/mix.bin" \
                   -l "$RATE_DURATION" -Q "$RATE" -v ;;
+        rate-ecs) measure "$server" rate-ecs "$rep" "$RATE" -- -d "$TMP/q/ecs.bin" \
+                  -l "$RATE_DURATION" -Q "$RATE" -v ;;
+        rate-ecs-*) measure "$server" "$run" "$rep" "${run#rate-ecs-}" -- -d "$TMP/q/ecs.bin" \
+                  -l "$RATE_DURATION" -Q "${run#rate-ecs-}" -v ;;
         rate-*) measure "$server" "$run" "$rep" "${run#rate-}" -- -d "$TMP/q/mix.bin" \
                   -l "$RATE_DURATION" -Q "${run#rate-}" -v ;;
-        *) die "unknown run $run (use udp,udp-ecs,tcp,rate)" ;;
+        *) die "unknown run $run (use udp,udp-ecs,tcp,rate,rate-ecs)" ;;
     esac
 }
 
@@ -435,8 +449,8 @@ IFS=, read -r -a RUN_LIST <<< "$RUNS"
 if [ -n "$RATES" ]; then    # the rate run, once per rate
     expanded=()
     for run in "${RUN_LIST[@]}"; do
-        if [ "$run" = rate ]; then
-            for r in "${RATE_LIST[@]}"; do expanded+=("rate-$r"); done
+        if [ "$run" = rate ] || [ "$run" = rate-ecs ]; then
+            for r in "${RATE_LIST[@]}"; do expanded+=("$run-$r"); done
         else
             expanded+=("$run")
         fi

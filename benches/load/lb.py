@@ -1258,7 +1258,7 @@ def cmd_report(args):
               "loop that sends each query back")
         print("  with QR set and parses nothing; its responses are the queries, so smaller than "
               "real answers (resp B), and it has no TCP.")
-    head = (f"  {'run':<10} {'server':<9} {'q/s':>8} {'lost':>5} {'avg ms':>7} {'p50 ms':>7} "
+    head = (f"  {'run':<13} {'server':<9} {'q/s':>8} {'lost':>5} {'avg ms':>7} {'p50 ms':>7} "
             f"{'p99 ms':>7} {'max ms':>7} {'CPU s':>6} {'ps s':>4} {'CPU %':>6} {'q/CPU-s':>8} "
             f"{'us/q':>5} "
             f"{'resp B':>6} {'dnsperf%':>8} {'other%':>6}")
@@ -1271,9 +1271,10 @@ def cmd_report(args):
             if not a:
                 continue
             label = kind
-            if a.get("rate") and kind == "rate":
-                label = f"{kind} {a['rate'] // 1000}k"
-            print(f"  {label:<10} {srv:<9} {fmt(a['qps'], '8.0f')} {fmt(a['lost'], '5.0f')} "
+            if a.get("rate") and kind.startswith("rate"):
+                base = "rate-ecs" if kind.startswith("rate-ecs") else "rate"
+                label = f"{base} {a['rate'] / 1000:g}k"
+            print(f"  {label:<13} {srv:<9} {fmt(a['qps'], '8.0f')} {fmt(a['lost'], '5.0f')} "
                   f"{fmt(ms(a['lat_avg']), '7.3f')} {fmt(ms(a['p50']), '7.3f')} "
                   f"{fmt(ms(a['p99']), '7.3f')} {fmt(ms(a['lat_max']), '7.1f')} "
                   f"{fmt(a['cpu_s'], '6.2f')} {fmt(a['ps_cpu_s'], '4.0f')} "
@@ -1285,7 +1286,7 @@ def cmd_report(args):
         print()
         print("Ratios pooldns / other: q/s and q/CPU-s (higher is better for pooldns), CPU % and "
               "us/q at the fixed rate (lower is better)")
-        head = f"  {'run':<10} {'metric':<10}" + "".join(f" {'/ ' + o:>11}" for o in others)
+        head = f"  {'run':<14} {'metric':<10}" + "".join(f" {'/ ' + o:>11}" for o in others)
         print(head)
         print("  " + "-" * (len(head) - 2))
         for kind in kinds:
@@ -1301,7 +1302,7 @@ def cmd_report(args):
                 for o in others:
                     a, b = p.get(key), agg.get((kind, o), {}).get(key)
                     cells += f" {fmt(a / b if a and b else None, '11.2f')}"
-                print(f"  {kind:<10} {label:<10}{cells}")
+                print(f"  {kind:<14} {label:<10}{cells}")
         if "echo" in others:
             print("  / echo: pooldns against the trivial UDP echo server (the floor; its answers "
                   "are the queries, smaller than")
