@@ -14,17 +14,23 @@
 //! leader's; "return an index past the end" makes the kernel fall back to its own 4-tuple
 //! hash, which spreads. The leader switches between the two from its own loop, from the
 //! CPU time the workers used over a window: it spreads when it alone is busy more than
-//! [`SPREAD_AT`] of the window (or at once when its batches come back half full, a queue
-//! building up), and gathers again when all of them together are busy less than
-//! [`GATHER_AT`]; the gap between the two keeps it from flapping. Packets already queued
-//! on another worker's socket when it gathers are still answered by that worker.
+//! [`SPREAD_AT`] of the window (or at once when its receive queue builds up), and gathers
+//! again when all of them together are busy less than [`GATHER_AT`]; the gap between the
+//! two keeps it from flapping. More workers only help when they get a core of their own:
+//! it spreads only when the machine had [`FREE_CORE`] of idle time in the last window, and
+//! gathers when the spread workers spent more than [`CONTENDED`] of the window waiting for
+//! a CPU (on a machine whose other cores are taken, by a load generator say, several
+//! workers only take turns, each with smaller batches and more context switches). Packets
+//! already queued on another worker's socket when it gathers are still answered by it.
 //!
 //! While a reload step holds a core ([`crate::reserve`]) the leader gathers and stays
 //! gathered, so that a table build on a machine saturated with queries gets a core.
 //!
 //! Cost on the query path: one monotonic clock read (vDSO) per batch in the leader, none
-//! in the others; per window one CPU-clock read per worker.
+//! in the others; per window one CPU-clock read per worker, `/proc/stat`, and each
+//! worker's `schedstat` while spread, all into stack buffers.
 
+use std::io::{Read, Write};
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -41,6 +47,12 @@ pub const SPREAD_AT: f64 = 0.6;
 /// worker does the same work for about 15 % less CPU than several, so this is about 0.38
 /// of a core once gathered: well below [`SPREAD_AT`].
 pub const GATHER_AT: f64 = 0.45;
+/// Spread only when the machine had at least this many cores' worth of idle time in the
+/// last window: more workers help only when they get a core of their own.
+pub const FREE_CORE: f64 = 0.5;
+/// Gather when the spread workers together waited for a CPU more than this share of the
+/// window: they only take turns on the cores they have (with the load generator, say).
+pub const CONTENDED: f64 = 0.2;
 /// Spread at once after this many full batches in a row: a queue of more than this many
 /// batches has built up on the leader's socket.
 const FULL_BATCHES: u32 = 4;
@@ -48,8 +60,8 @@ const FULL_BATCHES: u32 = 4;
 /// The steering state of one address's workers, shared by them and the metrics.
 #[derive(Debug)]
 pub struct Group {
-    /// Each worker's thread CPU clock (a raw clockid), 0 until the worker has started.
-    clocks: Box<[AtomicI32]>,
+    /// Each worker's thread id, 0 until the worker has started.
+    tids: Box<[AtomicI32]>,
     spread: AtomicBool,
     switches: AtomicU64,
 }
@@ -58,7 +70,7 @@ impl Group {
     /// A group of `workers` workers, gathered on the first.
     pub fn new(workers: usize) -> Group {
         Group {
-            clocks: (0..workers).map(|_| AtomicI32::new(0)).collect(),
+            tids: (0..workers).map(|_| AtomicI32::new(0)).collect(),
             spread: AtomicBool::new(false),
             switches: AtomicU64::new(0),
         }
@@ -66,7 +78,7 @@ impl Group {
 
     /// Workers in the group.
     pub fn workers(&self) -> usize {
-        self.clocks.len()
+        self.tids.len()
     }
 
     /// How many workers the kernel currently sends queries to: 1 when gathered.
@@ -83,22 +95,69 @@ impl Group {
         self.switches.load(Relaxed)
     }
 
-    /// Called by worker `index` on its own thread, once: publishes its CPU clock.
+    /// Called by worker `index` on its own thread, once: publishes its thread id.
     pub fn register_current_thread(&self, index: usize) {
-        if let Some(slot) = self.clocks.get(index) {
-            slot.store(thread_cpu_clock(nix::unistd::gettid().as_raw()), Relaxed);
+        if let Some(slot) = self.tids.get(index) {
+            slot.store(nix::unistd::gettid().as_raw(), Relaxed);
         }
+    }
+
+    fn tid(&self, index: usize) -> Option<i32> {
+        let tid = self.tids.get(index)?.load(Relaxed);
+        (tid != 0).then_some(tid)
     }
 
     /// CPU time of worker `index` so far, if it has started.
     fn cpu_time(&self, index: usize) -> Option<Duration> {
-        let raw = self.clocks.get(index)?.load(Relaxed);
-        if raw == 0 {
-            return None;
-        }
-        let t = clock_gettime(ClockId::from_raw(raw)).ok()?;
-        Some(Duration::from(t))
+        let clock = ClockId::from_raw(thread_cpu_clock(self.tid(index)?));
+        clock_gettime(clock).ok().map(Duration::from)
     }
+
+    /// Time worker `index` has spent runnable but waiting for a CPU, if the kernel tells
+    /// (`/proc/self/task/TID/schedstat`, with scheduler statistics built in).
+    fn run_queue_wait(&self, index: usize) -> Option<Duration> {
+        let mut path = [0u8; 48];
+        let len = {
+            let mut w = &mut path[..];
+            write!(w, "/proc/self/task/{}/schedstat", self.tid(index)?).ok()?;
+            48 - w.len()
+        };
+        let mut buf = [0u8; 96];
+        let text = read_small(std::str::from_utf8(&path[..len]).ok()?, &mut buf)?;
+        // "run_ns wait_ns timeslices"
+        let wait: u64 = text.split_ascii_whitespace().nth(1)?.parse().ok()?;
+        Some(Duration::from_nanos(wait))
+    }
+}
+
+/// Reads a small /proc file into `buf`, without allocating (the hot thread calls it).
+fn read_small<'a>(path: &str, buf: &'a mut [u8]) -> Option<&'a str> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut len = 0;
+    while len < buf.len() {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(_) => return None,
+        }
+    }
+    std::str::from_utf8(&buf[..len]).ok()
+}
+
+/// Time every CPU of the machine has spent idle so far (`/proc/stat`: idle and iowait).
+fn machine_idle() -> Option<Duration> {
+    let mut buf = [0u8; 256];
+    let text = read_small("/proc/stat", &mut buf)?;
+    // "cpu  user nice system idle iowait irq softirq steal ...", in clock ticks.
+    let line = text.lines().next()?;
+    let mut fields = line.split_ascii_whitespace().skip(4);
+    let idle: u64 = fields.next()?.parse().ok()?;
+    let iowait: u64 = fields.next()?.parse().ok()?;
+    // USER_HZ, the unit of /proc/stat: 100 on every architecture Linux serves DNS from.
+    const TICKS_PER_SECOND: u64 = 100;
+    Some(Duration::from_millis(
+        (idle + iowait) * 1000 / TICKS_PER_SECOND,
+    ))
 }
 
 /// The CPU-time clock of thread `tid`: the kernel's encoding of a per-thread scheduler
@@ -117,6 +176,12 @@ pub struct Leader {
     window_start: Instant,
     /// CPU time per worker at the start of the window.
     cpu_start: Box<[Duration]>,
+    /// Run-queue wait per worker at the start of the window.
+    wait_start: Box<[Option<Duration>]>,
+    /// The machine's idle time at the start of the window.
+    idle_start: Option<Duration>,
+    /// Whether the last window had a core's worth of idle time (true when unknown).
+    free_core: bool,
     full_batches: u32,
     /// Whether a reload step holds a core ([`crate::reserve::held`]).
     held: fn() -> bool,
@@ -132,6 +197,9 @@ impl Leader {
             group,
             window_start: Instant::now(),
             cpu_start: vec![Duration::ZERO; workers].into_boxed_slice(),
+            wait_start: vec![None; workers].into_boxed_slice(),
+            idle_start: None,
+            free_core: true,
             full_batches: 0,
             held: crate::reserve::held,
             enabled: true,
@@ -158,7 +226,7 @@ impl Leader {
         }
         if count >= batch {
             self.full_batches += 1;
-            if !spread && self.full_batches >= FULL_BATCHES {
+            if !spread && self.full_batches >= FULL_BATCHES && self.free_core {
                 tracing::debug!("UDP steering: the leader's queue builds up");
                 self.set(socket, true);
                 self.restart_window(Instant::now());
@@ -174,6 +242,7 @@ impl Leader {
         }
         let mut busy = Duration::ZERO;
         let mut leader_busy = Duration::ZERO;
+        let mut waited = Some(Duration::ZERO);
         for i in 0..self.cpu_start.len() {
             if let Some(t) = self.group.cpu_time(i) {
                 let used = t.saturating_sub(self.cpu_start[i]);
@@ -182,13 +251,27 @@ impl Leader {
                 }
                 busy += used;
             }
+            if spread {
+                waited = match (waited, self.wait_start[i], self.group.run_queue_wait(i)) {
+                    (Some(sum), Some(start), Some(end)) => Some(sum + end.saturating_sub(start)),
+                    _ => None,
+                };
+            }
         }
+        let idle = match (self.idle_start, machine_idle()) {
+            (Some(start), Some(end)) => Some(end.saturating_sub(start)),
+            _ => None,
+        };
         let wall = wall.as_secs_f64();
-        if !spread && leader_busy.as_secs_f64() > SPREAD_AT * wall {
-            tracing::debug!(?leader_busy, "UDP steering: the leader is busy");
+        self.free_core = idle.is_none_or(|idle| idle.as_secs_f64() >= FREE_CORE * wall);
+        if !spread && leader_busy.as_secs_f64() > SPREAD_AT * wall && self.free_core {
+            tracing::debug!(?leader_busy, ?idle, "UDP steering: the leader is busy");
             self.set(socket, true);
         } else if spread && busy.as_secs_f64() < GATHER_AT * wall {
             tracing::debug!(?busy, "UDP steering: the workers are idle");
+            self.set(socket, false);
+        } else if spread && waited.is_some_and(|w| w.as_secs_f64() > CONTENDED * wall) {
+            tracing::debug!(?waited, "UDP steering: the workers wait for a CPU");
             self.set(socket, false);
         }
         self.restart_window(now);
@@ -196,9 +279,16 @@ impl Leader {
 
     fn restart_window(&mut self, now: Instant) {
         self.window_start = now;
+        let spread = self.group.spread.load(Relaxed);
         for i in 0..self.cpu_start.len() {
             self.cpu_start[i] = self.group.cpu_time(i).unwrap_or(Duration::ZERO);
+            self.wait_start[i] = if spread {
+                self.group.run_queue_wait(i)
+            } else {
+                None
+            };
         }
+        self.idle_start = machine_idle();
     }
 
     /// Attaches the program that gathers (`spread` false) or spreads.
