@@ -47,6 +47,7 @@ pub fn uptime() -> std::time::Duration {
 
 pub mod config;
 pub mod continent;
+pub mod dnssec;
 pub mod feed;
 pub mod fuzzing;
 pub mod geo;

@@ -50,6 +50,39 @@ enum Command {
     /// a fleet's pooldns_client_queries_total counters: their increase over a window from
     /// Prometheus, or their current sum from the instances' /metrics.
     Demand(DemandArgs),
+    /// Make a DNSSEC zone key (BIND's key-file format, as dnssec-keygen writes it) and
+    /// print the name of its .key file.
+    Keygen(KeygenArgs),
+    /// Print the DS records the parent zone publishes for the zone's key-signing keys (a
+    /// combined key when there is no KSK), from the key files in a directory.
+    Ds(DsArgs),
+}
+
+#[derive(clap::Args)]
+struct KeygenArgs {
+    /// The zone the key signs.
+    #[arg(long, default_value = "pool.ntp.org")]
+    zone: String,
+    /// Directory for the two key files (K<zone>.+<alg>+<tag>.key and .private).
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// 13: ECDSA P-256 with SHA-256; 15: Ed25519.
+    #[arg(long, default_value_t = 13, value_parser = clap::value_parser!(u8).range(13..=15))]
+    algorithm: u8,
+    /// A key-signing key (flags 257, for the DS at the parent); without it a zone-signing
+    /// key (256). A lone key of either kind signs everything.
+    #[arg(long)]
+    ksk: bool,
+}
+
+#[derive(clap::Args)]
+struct DsArgs {
+    /// The zone.
+    #[arg(long, default_value = "pool.ntp.org")]
+    zone: String,
+    /// Directory of the zone's key files.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -214,6 +247,8 @@ fn main() -> ExitCode {
         Command::Reload(args) => reload(args),
         Command::Demand(args) => demand(args),
         Command::Plan(args) => plan(args),
+        Command::Keygen(args) => keygen(args),
+        Command::Ds(args) => ds(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -325,6 +360,24 @@ fn reload(args: ReloadArgs) -> anyhow::Result<()> {
     } else {
         anyhow::bail!("{url}: {status}: {}", body.trim_end())
     }
+}
+
+fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let path = pooldns::dnssec::key::generate(&args.zone, args.algorithm, args.ksk, &args.dir, now)
+        .map_err(anyhow::Error::msg)?;
+    println!("{}", path.display());
+    Ok(())
+}
+
+fn ds(args: DsArgs) -> anyhow::Result<()> {
+    print!(
+        "{}",
+        pooldns::dnssec::ds_text(&args.dir, &args.zone).map_err(anyhow::Error::msg)?
+    );
+    Ok(())
 }
 
 fn demand(args: DemandArgs) -> anyhow::Result<()> {
