@@ -54,6 +54,7 @@
 
 pub mod key;
 pub mod keyfile;
+pub mod sign;
 
 use std::path::Path;
 
