@@ -44,6 +44,22 @@
 //! they fit (every small set, which is where one answer more or less would show), sampled
 //! variants with V as large as the budget allows for the rest.
 //!
+//! # Why signed answers go through a CNAME to their source
+//!
+//! A signature also covers the owner name, and many names draw from the same set: the
+//! apex, `0`…`3` and every `<n>.<vendor>` answer from the client's sources, and in plan
+//! mode a country name answers like the apex does for a client there. Signing every
+//! (name, source, variant) is far over budget: on the bundled configuration with a
+//! 100,000-server feed, about 55 geo names × 180 sources × 2 families × V variants,
+//! 20,000·V signatures (12 µs each) before the country and continent names. So a DO=1
+//! query for a pool name is answered with a CNAME from the name to a name of its drawn
+//! source and number (one signed CNAME per name and source, whatever the family or the
+//! variant), followed by that name's signed A or AAAA variant: the variants are signed
+//! once per source, number and family, about 180 × 5 × 2 × V, and a query to the source
+//! name itself draws from that source. The source is drawn exactly as without DO (the
+//! plan's alias table or the zones chain), and the variant as above, so the shares are
+//! those of the unsigned path; resolvers follow in-zone CNAMEs in the same answer.
+//!
 //! # Denial: NSEC
 //!
 //! Every name of the zone is known when the table is built and none is secret (the pool's
