@@ -34,7 +34,7 @@
 //! * **Sampled variants** ([`crate::select::Sampler::variants_sampled`]), for sets too
 //!   large to sign every answer: V answers at the points (i + U)/V of the unit, U uniform
 //!   in [0, 1), each of weight 1/V. Member i's segment of length π_i holds ⌊π_i·V⌋ or
-//!   ⌈π_i·V⌉ of the points, and E_U[hits] = π_i·V exactly (a segment of length π_i on a
+//!   ⌈π_i·V⌉ of the points, and E_U(hits) = π_i·V exactly (a segment of length π_i on a
 //!   circle of circumference 1 holds V·π_i of V equally spaced points on average over a
 //!   uniform shift). So each table gives every member its share to within 1/V, and
 //!   drawing U (and the ordering) afresh at every table build and rotation makes the
