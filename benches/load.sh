@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Load benchmark of pooldns with dnsperf: throughput, latency, lost queries and the server's own
 # CPU per query, over UDP and TCP, with a realistic pool query mix and a 100,000-server feed;
-# optionally side by side with NSD and Knot DNS serving an equivalent static zone and a trivial
-# UDP echo server, the floor (--compare), and a reload-under-load run (--reload). See
+# optionally side by side with NSD and Knot DNS serving an equivalent static zone, gdnsd with its
+# geoip and weighted plugins answering the same names per query (gdnsd-geo), and a trivial UDP
+# echo server, the floor (--compare), and a reload-under-load run (--reload). See
 # benches/README.md.
 #
 #   benches/load.sh [--compare] [--reload] [--duration S] [--servers N] [--quick] ...
 #
 # Everything runs on 127.0.0.1 in a temp dir; every child process is stopped on exit.
-# Exit status: 0 = done; 1 = pooldns (or NSD/Knot) failed to start or died, or a tool is
+# Exit status: 0 = done; 1 = pooldns (or NSD/Knot/gdnsd) failed to start or died, or a tool is
 # missing; 2 = the reload run found a lost or wrong answer or missed a target; 64 = bad usage.
 
 set -euo pipefail
@@ -20,30 +21,37 @@ DURATION=15          # seconds per saturating dnsperf run
 RATE_DURATION=       # seconds per fixed-rate run (default: min(DURATION, 10))
 SERVERS=100000       # servers in the generated feed
 RATE=20000           # offered queries/s of the fixed-rate run
+RATES=               # --rates LIST: several fixed-rate runs (rate-5000, rate-20000, ...)
 CLIENTS=16           # dnsperf -c
 OUTSTANDING=200      # dnsperf -q (Knot's default socket buffers overflow from about 300 on)
 THREADS=1            # dnsperf -T
 WORKERS=$(nproc)     # UDP workers of every server (pooldns --udp-workers, NSD server-count,
-                     # Knot udp-workers)
+                     # Knot udp-workers, gdnsd udp_threads)
 REPEAT=1             # repetitions of every run (the tables show the median)
 RELOAD_EVERY=3       # seconds between feed rewrites in --reload
 COMPARE=0
+NO_ECHO=0            # --no-echo: --compare without the udp_echo floor
 SCALING=0            # --scaling N: also a second pooldns with an N-server feed
 ZONES=0              # --zones: also a pooldns in balance.mode = "zones" (pd-zones)
 RRL=0                # --rrl: also a pooldns with response rate limiting on (pd-rrl)
 RELOAD=0
 QUICK=0
 KEEP=0
-RUNS="udp,udp-ecs,tcp,rate"
+RUNS="udp,udp-ecs,tcp,rate,rate-ecs"
 PREBUILT=            # --pooldns BIN: use this binary instead of building
+BASELINE=            # --baseline BIN: also this pooldns binary (pd-base), e.g. an older build
 
 usage() {
     cat <<EOF
 usage: benches/load.sh [options]
 
-  --compare          also run NSD and Knot DNS on an equivalent static zone and the trivial UDP
-                     echo server examples/udp_echo (the floor; UDP runs only), same load, and
-                     print the ratios (installs nsd and knot from Debian when missing)
+  --compare          also run NSD and Knot DNS on an equivalent static zone, gdnsd with its
+                     geoip and weighted plugins on the same names answered per query
+                     (gdnsd-geo: a GeoIP lookup and a weighted pick of 4 per query), and the
+                     trivial UDP echo server examples/udp_echo (the floor; UDP runs only),
+                     same load, and print the ratios (installs nsd, knot and gdnsd from
+                     Debian when missing)
+  --no-echo          with --compare: leave out the echo server (and do not build udp_echo)
   --scaling N        also run a second pooldns with an N-server feed (e.g. 1000) under the same
                      load: the ratio pooldns / pd-N of q/CPU-s shows how the per-query cost
                      grows with the pool
@@ -60,14 +68,19 @@ usage: benches/load.sh [options]
   --rate-duration S  seconds per fixed-rate run (default min(S, 10))
   --servers N        servers in the generated feed (default $SERVERS)
   --rate Q           offered queries/s of the fixed-rate run (default $RATE)
+  --rates LIST       several fixed-rate runs, one per rate of LIST (e.g. 5000,20000,50000),
+                     shown as rate-5000 etc.; overrides --rate
   --clients N        dnsperf -c (default $CLIENTS)
   --outstanding N    dnsperf -q (default $OUTSTANDING)
   --threads N        dnsperf -T (default $THREADS)
   --workers N        UDP workers of every server (default: nproc = $WORKERS)
   --repeat N         run everything N times, interleaved; tables show medians (default 1)
-  --runs LIST        which runs, of udp,udp-ecs,tcp,rate (default all)
+  --runs LIST        which runs, of udp,udp-ecs,tcp,rate,rate-ecs (default all; rate-ecs is
+                     the fixed-rate run with the ECS query file)
   --quick            smoke test: 3 s runs (reload 9 s)
   --keep             keep the temp dir (logs, dnsperf outputs, zone, feeds)
+  --baseline BIN     also run this pooldns binary (pd-base; an older build, say) with the same
+                     feed, configuration and load: pooldns / pd-base is the change's effect
   --pooldns BIN      use this pooldns binary instead of 'cargo build --release' (gen_feed and
                      udp_echo are taken from BIN's directory's examples/ when they are there)
   -h, --help         this text
@@ -77,6 +90,7 @@ EOF
 while [ $# -gt 0 ]; do
     case "$1" in
         --compare) COMPARE=1 ;;
+        --no-echo) NO_ECHO=1 ;;
         --reload) RELOAD=1 ;;
         --scaling) SCALING=${2:?}; shift ;;
         --zones) ZONES=1 ;;
@@ -87,6 +101,7 @@ while [ $# -gt 0 ]; do
         --rate-duration) RATE_DURATION=${2:?}; shift ;;
         --servers) SERVERS=${2:?}; shift ;;
         --rate) RATE=${2:?}; shift ;;
+        --rates) RATES=${2:?}; shift ;;
         --clients) CLIENTS=${2:?}; shift ;;
         --outstanding) OUTSTANDING=${2:?}; shift ;;
         --threads) THREADS=${2:?}; shift ;;
@@ -94,6 +109,7 @@ while [ $# -gt 0 ]; do
         --repeat) REPEAT=${2:?}; shift ;;
         --runs) RUNS=${2:?}; shift ;;
         --pooldns) PREBUILT=${2:?}; shift ;;
+        --baseline) BASELINE=${2:?}; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "load.sh: unknown option $1" >&2; usage >&2; exit 64 ;;
     esac
@@ -102,6 +118,12 @@ done
 for v in DURATION SERVERS RATE CLIENTS OUTSTANDING THREADS WORKERS REPEAT; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "load.sh: --${v,,} needs a positive integer" >&2; exit 64; }
 done
+if [ -n "$RATES" ]; then
+    IFS=, read -r -a RATE_LIST <<< "$RATES"
+    for r in "${RATE_LIST[@]}"; do
+        [[ $r =~ ^[1-9][0-9]*$ ]] || { echo "load.sh: --rates needs positive integers, comma-separated" >&2; exit 64; }
+    done
+fi
 if [ "$QUICK" = 1 ]; then
     DURATION=3
     RATE_DURATION=3
@@ -125,7 +147,8 @@ apt_install() {
         APT_UPDATED=1
     fi
     log "apt-get install $*"
-    # Do not let the packages start their system services (NSD and Knot would take port 53).
+    # Do not let the packages start their system services (NSD, Knot and gdnsd would take
+    # port 53).
     local made_policy=0
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
@@ -144,10 +167,12 @@ command -v python3 >/dev/null || apt_install python3
 command -v dnsperf >/dev/null || apt_install dnsperf
 NSD=$(command -v nsd || echo /usr/sbin/nsd)
 KNOTD=$(command -v knotd || echo /usr/sbin/knotd)
+GDNSD=$(command -v gdnsd || echo /usr/sbin/gdnsd)
 if [ "$COMPARE" = 1 ]; then
     missing=()
     [ -x "$NSD" ] || missing+=(nsd)
     [ -x "$KNOTD" ] || missing+=(knot)
+    [ -x "$GDNSD" ] || missing+=(gdnsd)
     [ ${#missing[@]} = 0 ] || apt_install "${missing[@]}"
 fi
 command -v cargo >/dev/null || die "cargo not found"
@@ -201,7 +226,7 @@ if [ -n "$PREBUILT" ]; then
         GEN_FEED=
     fi
     UDP_ECHO=$(dirname "$POOLDNS")/examples/udp_echo
-    if [ "$COMPARE" = 1 ] && [ ! -x "$UDP_ECHO" ]; then
+    if [ "$COMPARE" = 1 ] && [ "$NO_ECHO" = 0 ] && [ ! -x "$UDP_ECHO" ]; then
         log "building udp_echo (release)"
         cargo build --release --quiet --example udp_echo
         UDP_ECHO=
@@ -209,7 +234,7 @@ if [ -n "$PREBUILT" ]; then
 else
     log "building pooldns (release)"
     extra_examples=()
-    [ "$COMPARE" = 1 ] && extra_examples+=(--example udp_echo)
+    [ "$COMPARE" = 1 ] && [ "$NO_ECHO" = 0 ] && extra_examples+=(--example udp_echo)
     cargo build --release --quiet --bin pooldns --example gen_feed "${extra_examples[@]}"
     POOLDNS=
     GEN_FEED=
@@ -266,14 +291,14 @@ track() {  # name pid port logfile: stopped on exit; waits until it answers
     PID[$name]=$pid
 }
 
-start_pooldns() {  # name feed [config]
-    local name=$1 feed=$2 config=${3:-$CONFIG} port
+start_pooldns() {  # name feed [config [binary]]
+    local name=$1 feed=$2 config=${3:-$CONFIG} bin=${4:-$POOLDNS} port
     port=$(python3 "$LB" freeport) || die "no free port"
     # No HTTP status listener (it has a fixed default port and is not what is measured).
     local extra=()
-    "$POOLDNS" serve --help 2>/dev/null | grep -q -- '--http' && extra+=(--http none)
-    "$POOLDNS" serve --help 2>/dev/null | grep -q -- '--state-dir' && extra+=(--state-dir none)
-    NO_COLOR=1 RUST_LOG=info "$POOLDNS" serve --config "$config" --feed "$feed" \
+    "$bin" serve --help 2>/dev/null | grep -q -- '--http' && extra+=(--http none)
+    "$bin" serve --help 2>/dev/null | grep -q -- '--state-dir' && extra+=(--state-dir none)
+    NO_COLOR=1 RUST_LOG=info "$bin" serve --config "$config" --feed "$feed" \
         --geoip "$GEOIP" --listen "127.0.0.1:$port" --udp-workers "$WORKERS" "${extra[@]}" \
         > "$TMP/$name.out" 2> "$TMP/$name.log" &
     track "$name" $! "$port" "$TMP/$name.log"
@@ -296,6 +321,20 @@ start_static() {  # nsd|knot
     log "$name: pid ${PID[$name]} on 127.0.0.1:$port, $WORKERS UDP workers"
 }
 
+# gdnsd with its geoip and weighted plugins (benches/load/lb.py gdnsd writes the configuration,
+# the zone and a copy of the GeoIP database in the shape gdnsd reads). It runs in the
+# foreground ("start") as the current user, its run and state directories in the temp dir.
+start_gdnsd() {
+    local name=gdnsd-geo port dir="$TMP/gdnsd"
+    port=$(python3 "$LB" freeport) || die "no free port"
+    log "gdnsd configuration: $(python3 "$LB" gdnsd --feed "$TMP/feed-a.json" --config "$CONFIG" \
+        --names "$TMP/q/names.json" --geoip "$GEOIP" --countries "$ROOT/src/continent.rs" \
+        --dir "$dir" --port "$port" --workers "$WORKERS")"
+    "$GDNSD" -c "$dir" start > "$dir/log" 2>&1 &
+    track "$name" $! "$port" "$dir/log"
+    log "$name: pid ${PID[$name]} on 127.0.0.1:$port, $WORKERS UDP threads"
+}
+
 # The floor: a trivial recvmmsg/sendmmsg loop that sends every query back with QR set
 # (examples/udp_echo.rs). UDP only; it answers any probe.
 start_echo() {
@@ -308,6 +347,11 @@ start_echo() {
 
 start_pooldns pooldns "$TMP/feed.json"
 SERVER_LIST=(pooldns)
+if [ -n "$BASELINE" ]; then
+    [ -x "$BASELINE" ] || die "--baseline $BASELINE: not an executable"
+    start_pooldns pd-base "$TMP/feed.json" "$CONFIG" "$BASELINE"
+    SERVER_LIST+=(pd-base)
+fi
 if [ "$SCALING" != 0 ]; then
     start_pooldns "pd-$SCALING" "$TMP/feed-small.json"
     SERVER_LIST+=("pd-$SCALING")
@@ -329,13 +373,17 @@ if [ "$COMPARE" = 1 ]; then
         --config "$CONFIG" --names "$TMP/q/names.json" --out "$TMP/pool.ntp.org.zone")"
     start_static nsd
     start_static knot
-    SERVER_LIST+=(nsd knot)
+    start_gdnsd
+    SERVER_LIST+=(nsd knot gdnsd-geo)
     python3 "$LB" equivalence --names "$TMP/q/names.json" --server "pooldns=${PORT[pooldns]}" \
         --server "nsd=${PORT[nsd]}" --server "knot=${PORT[knot]}" \
-        || die "NSD or Knot do not answer like pooldns (rcode or record count); see above"
+        --server "gdnsd-geo=${PORT[gdnsd-geo]}" \
+        || die "NSD, Knot or gdnsd do not answer like pooldns (rcode or record count); see above"
     # Not in the equivalence check: it answers with the query itself.
-    start_echo
-    SERVER_LIST+=(echo)
+    if [ "$NO_ECHO" = 0 ]; then
+        start_echo
+        SERVER_LIST+=(echo)
+    fi
 fi
 
 # ------------------------------------------------------------------------------------------
@@ -366,7 +414,7 @@ measure() {  # server run rep [rate] -- dnsperf args
 one_run() {  # run server rep
     local run=$1 server=$2 rep=$3
     if [ "$server" = echo ] && [ "$run" = tcp ]; then
-        log "  tcp       echo     skipped (the echo server is UDP only)"
+        log "  tcp        echo      skipped (the echo server is UDP only)"
         return 0
     fi
     case "$run" in
@@ -375,7 +423,13 @@ one_run() {  # run server rep
         tcp) measure "$server" tcp "$rep" "" -- -m tcp -d "$TMP/q/mix.bin" -l "$DURATION" ;;
         rate) measure "$server" rate "$rep" "$RATE" -- -d "$TMP/q/mix.bin" \
                   -l "$RATE_DURATION" -Q "$RATE" -v ;;
-        *) die "unknown run $run (use udp,udp-ecs,tcp,rate)" ;;
+        rate-ecs) measure "$server" rate-ecs "$rep" "$RATE" -- -d "$TMP/q/ecs.bin" \
+                  -l "$RATE_DURATION" -Q "$RATE" -v ;;
+        rate-ecs-*) measure "$server" "$run" "$rep" "${run#rate-ecs-}" -- -d "$TMP/q/ecs.bin" \
+                  -l "$RATE_DURATION" -Q "${run#rate-ecs-}" -v ;;
+        rate-*) measure "$server" "$run" "$rep" "${run#rate-}" -- -d "$TMP/q/mix.bin" \
+                  -l "$RATE_DURATION" -Q "${run#rate-}" -v ;;
+        *) die "unknown run $run (use udp,udp-ecs,tcp,rate,rate-ecs)" ;;
     esac
 }
 
@@ -387,10 +441,22 @@ else
     POOLDNS_VERSION="$("$POOLDNS" --version 2>/dev/null | head -1) ($(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'))"
 fi
 log "versions: dnsperf $(dnsperf -h 2>&1 | grep -m1 '^Version' | cut -d' ' -f2 || true); $POOLDNS_VERSION$(
-    [ "$COMPARE" = 1 ] && printf '; %s; %s; udp_echo (%s)' "$("$NSD" -v 2>&1 | head -1)" \
-        "$("$KNOTD" -V 2>&1 | head -1)" "$UDP_ECHO")"
-log "dnsperf -T $THREADS -c $CLIENTS -q $OUTSTANDING -t 2, binary query files (-B), ${DURATION} s saturating runs, ${RATE_DURATION} s at $RATE q/s; $REPEAT repetition(s)"
+    [ "$COMPARE" = 1 ] && printf '; %s; %s; %s' "$("$NSD" -v 2>&1 | head -1)" \
+        "$("$KNOTD" -V 2>&1 | head -1)" "$("$GDNSD" -h 2>&1 | grep -m1 '^gdnsd version')"
+    [ "$COMPARE" = 1 ] && [ "$NO_ECHO" = 0 ] && printf '; udp_echo (%s)' "$UDP_ECHO")"
+log "dnsperf -T $THREADS -c $CLIENTS -q $OUTSTANDING -t 2, binary query files (-B), ${DURATION} s saturating runs, ${RATE_DURATION} s at ${RATES:-$RATE} q/s; $REPEAT repetition(s)"
 IFS=, read -r -a RUN_LIST <<< "$RUNS"
+if [ -n "$RATES" ]; then    # the rate run, once per rate
+    expanded=()
+    for run in "${RUN_LIST[@]}"; do
+        if [ "$run" = rate ] || [ "$run" = rate-ecs ]; then
+            for r in "${RATE_LIST[@]}"; do expanded+=("$run-$r"); done
+        else
+            expanded+=("$run")
+        fi
+    done
+    RUN_LIST=("${expanded[@]}")
+fi
 for rep in $(seq "$REPEAT"); do
     order=("${SERVER_LIST[@]}")
     # Alternate the order between repetitions so that slow drifts in the machine's other

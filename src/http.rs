@@ -327,6 +327,33 @@ async fn metrics(State(s): State<HttpState>) -> Response {
     );
     help(
         &mut out,
+        "pooldns_udp_workers_active",
+        "gauge",
+        "UDP workers the kernel sends queries to, per listening address: 1 at low rates, all of them at high rates.",
+    );
+    let steering = s.metrics.udp_steering();
+    for (addr, _, active, _) in &steering {
+        let addr = addr.map_or_else(|| "?".to_string(), |a| a.to_string());
+        let _ = writeln!(
+            out,
+            "pooldns_udp_workers_active{{listen=\"{addr}\"}} {active}"
+        );
+    }
+    help(
+        &mut out,
+        "pooldns_udp_steering_switches_total",
+        "counter",
+        "Switches between one UDP worker and all of them, per listening address.",
+    );
+    for (addr, _, _, switches) in &steering {
+        let addr = addr.map_or_else(|| "?".to_string(), |a| a.to_string());
+        let _ = writeln!(
+            out,
+            "pooldns_udp_steering_switches_total{{listen=\"{addr}\"}} {switches}"
+        );
+    }
+    help(
+        &mut out,
         "pooldns_loads_total",
         "counter",
         "Loads of each input (feed, config, geoip), by result.",

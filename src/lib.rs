@@ -59,6 +59,7 @@ pub fn uptime() -> std::time::Duration {
 
 pub mod config;
 pub mod continent;
+pub mod dnssec;
 pub mod feed;
 pub mod fuzzing;
 pub mod geo;
@@ -72,6 +73,7 @@ pub mod plan;
 pub mod querylog;
 pub mod reload;
 pub mod report;
+pub mod reserve;
 pub mod rrl;
 pub mod select;
 pub mod server;

@@ -50,9 +50,42 @@ enum Command {
     /// a fleet's pooldns_client_queries_total counters: their increase over a window from
     /// Prometheus, or their current sum from the instances' /metrics.
     Demand(DemandArgs),
+    /// Make a DNSSEC zone key (BIND's key-file format, as dnssec-keygen writes it) and
+    /// print the name of its .key file.
+    Keygen(KeygenArgs),
+    /// Print the DS records the parent zone publishes for the zone's key-signing keys (a
+    /// combined key when there is no KSK), from the key files in a directory.
+    Ds(DsArgs),
     /// Probe the registered NTP servers, score them the pool's way and write the feed that
     /// `serve` reads: the health half of the pool, run as its own process.
     Monitor(MonitorArgs),
+}
+
+#[derive(clap::Args)]
+struct KeygenArgs {
+    /// The zone the key signs.
+    #[arg(long, default_value = "pool.ntp.org")]
+    zone: String,
+    /// Directory for the two key files (K<zone>.+<alg>+<tag>.key and .private).
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// 13: ECDSA P-256 with SHA-256; 15: Ed25519.
+    #[arg(long, default_value_t = 13, value_parser = clap::value_parser!(u8).range(13..=15))]
+    algorithm: u8,
+    /// A key-signing key (flags 257, for the DS at the parent); without it a zone-signing
+    /// key (256). A lone key of either kind signs everything.
+    #[arg(long)]
+    ksk: bool,
+}
+
+#[derive(clap::Args)]
+struct DsArgs {
+    /// The zone.
+    #[arg(long, default_value = "pool.ntp.org")]
+    zone: String,
+    /// Directory of the zone's key files.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -251,6 +284,12 @@ struct ServeArgs {
     /// one per core.
     #[arg(long)]
     udp_workers: Option<usize>,
+    /// How the UDP queries of an address are shared among its workers: "auto" sends them
+    /// all to one worker while it keeps up (less CPU per query at moderate rates) and
+    /// spreads them over every worker when it gets busy; "off" always spreads them by the
+    /// kernel's hash of the client address and port.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "off"])]
+    udp_steering: String,
     /// Seconds a TCP connection may stay idle before it is closed (announced to clients
     /// by edns-tcp-keepalive).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
@@ -289,6 +328,8 @@ fn main() -> ExitCode {
         Command::Reload(args) => reload(args),
         Command::Demand(args) => demand(args),
         Command::Plan(args) => plan(args),
+        Command::Keygen(args) => keygen(args),
+        Command::Ds(args) => ds(args),
         Command::Monitor(args) => monitor(args),
     };
     match result {
@@ -403,6 +444,24 @@ fn reload(args: ReloadArgs) -> anyhow::Result<()> {
     }
 }
 
+fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let path = pooldns::dnssec::key::generate(&args.zone, args.algorithm, args.ksk, &args.dir, now)
+        .map_err(anyhow::Error::msg)?;
+    println!("{}", path.display());
+    Ok(())
+}
+
+fn ds(args: DsArgs) -> anyhow::Result<()> {
+    print!(
+        "{}",
+        pooldns::dnssec::ds_text(&args.dir, &args.zone).map_err(anyhow::Error::msg)?
+    );
+    Ok(())
+}
+
 fn demand(args: DemandArgs) -> anyhow::Result<()> {
     use pooldns::plan::demand;
     use pooldns::table::Family;
@@ -475,6 +534,7 @@ async fn serve_in_runtime(args: ServeArgs) -> anyhow::Result<()> {
         tcp_read_timeout: std::time::Duration::from_secs(args.tcp_read_timeout),
         tcp_max_connections: args.tcp_max_connections,
         tcp_max_connections_per_client: args.tcp_max_connections_per_client,
+        udp_steering: args.udp_steering == "auto",
     };
     for addr in listeners.udp_addrs() {
         tracing::info!("serving on {addr} (UDP and TCP)");

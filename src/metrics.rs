@@ -2,12 +2,14 @@
 //! adds on memory no other thread writes: no lock, no allocation, no syscall); the HTTP
 //! side sums every thread's counters when it renders them.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
 use crate::querylog::QueryLog;
+use crate::server::steer;
 use crate::table::{Family, ZoneId};
 use crate::wire::{Rcode, rtype};
 
@@ -205,6 +207,8 @@ pub struct Metrics {
     pub tcp_accepted: AtomicU64,
     /// TCP connections closed to make room under the connection cap.
     pub tcp_evicted: AtomicU64,
+    /// The UDP workers' steering groups, one per listening address.
+    udp_groups: Mutex<Vec<(Option<SocketAddr>, Arc<steer::Group>)>>,
 }
 
 /// Counters summed over every thread.
@@ -244,6 +248,27 @@ impl Metrics {
             query_log,
             ..Metrics::default()
         }
+    }
+
+    /// Registers the steering group of the UDP workers on `addr`.
+    pub fn add_udp_group(&self, addr: Option<SocketAddr>, group: Arc<steer::Group>) {
+        if let Ok(mut groups) = self.udp_groups.lock() {
+            groups.push((addr, group));
+        }
+    }
+
+    /// Per listening address: UDP workers, how many the kernel sends queries to now, and
+    /// how often that switched.
+    pub fn udp_steering(&self) -> Vec<(Option<SocketAddr>, usize, usize, u64)> {
+        let groups = self
+            .udp_groups
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_default();
+        groups
+            .iter()
+            .map(|(addr, g)| (*addr, g.workers(), g.active(), g.switches()))
+            .collect()
     }
 
     /// Counters for a new thread (or connection handler); registered for summing.

@@ -1045,6 +1045,7 @@ async fn blocking(
     step: impl FnOnce(&mut Reloader) + Send + 'static,
 ) -> Reloader {
     let handle = tokio::task::spawn_blocking(move || {
+        let _core = crate::reserve::Hold::start();
         step(&mut reloader);
         reloader
     });

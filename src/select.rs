@@ -358,6 +358,81 @@ impl Sampler {
         picks
     }
 
+    /// Orderings kept (0 when the set has at most k members: every pick takes them all).
+    pub fn orderings(&self) -> usize {
+        self.orderings.len()
+    }
+
+    /// How many members a pick takes: min(k, n).
+    pub fn picks(&self) -> usize {
+        self.k.min(self.members.len())
+    }
+
+    /// The members a pick takes in ordering `ordering` at point `u` of [0, unit) (as
+    /// [`Sampler::pick`] does, before it shuffles them), into `out`.
+    fn pick_at(&self, ordering: usize, u: u64, out: &mut Vec<u32>) {
+        let ordering = &self.orderings[ordering];
+        let mut previous = usize::MAX;
+        for step in 0..self.k as u64 {
+            let j = ordering.find(u + step * self.unit);
+            if j != previous {
+                out.push(ordering.slots[j].member);
+                previous = j;
+            }
+        }
+    }
+
+    /// Every distinct answer of ordering `ordering` with the exact probability that
+    /// [`Sampler::pick`] gives it within that ordering: as u sweeps [0, unit), the k
+    /// points u, u + unit, … cross a segment end at each end's position modulo the unit,
+    /// so the ends taken modulo the unit cut [0, unit) into at most n intervals, each with
+    /// one answer; an answer's weight is its interval's length. Every member is then in
+    /// answers of total weight exactly its segment length, as in the unsigned pick.
+    /// Sets of at most k members have one answer: all of them.
+    pub fn variants_exact(&self, ordering: usize) -> Variants {
+        let mut variants = Variants::new(self.picks());
+        if self.orderings.is_empty() {
+            variants.push(&self.members, 1);
+            return variants;
+        }
+        let o = &self.orderings[ordering % self.orderings.len()];
+        let mut cuts: Vec<u64> = o.slots.iter().map(|s| s.end() % self.unit).collect();
+        cuts.push(0);
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut set = Vec::with_capacity(self.k);
+        for (i, &start) in cuts.iter().enumerate() {
+            let end = cuts.get(i + 1).copied().unwrap_or(self.unit);
+            set.clear();
+            self.pick_at(ordering % self.orderings.len(), start, &mut set);
+            variants.push(&set, end - start);
+        }
+        variants
+    }
+
+    /// `count` answers of ordering `ordering` by systematic sampling of u: the points
+    /// (i + offset) / count of the unit for i < count, `offset` in [0, 1), each answer of
+    /// weight 1. A member of inclusion probability π is in ⌊π·count⌋ or ⌈π·count⌉ of them;
+    /// over a uniform `offset`, in π·count on average: exact in expectation, within
+    /// 1/count of π for each draw.
+    pub fn variants_sampled(&self, ordering: usize, count: usize, offset: f64) -> Variants {
+        let mut variants = Variants::new(self.picks());
+        if self.orderings.is_empty() || count == 0 {
+            variants.push(&self.members, 1);
+            return variants;
+        }
+        let ordering = ordering % self.orderings.len();
+        let mut set = Vec::with_capacity(self.k);
+        let step = self.unit as f64 / count as f64;
+        for i in 0..count {
+            let u = (((i as f64 + offset.clamp(0.0, 1.0)) * step) as u64).min(self.unit - 1);
+            set.clear();
+            self.pick_at(ordering, u, &mut set);
+            variants.push(&set, 1);
+        }
+        variants
+    }
+
     /// The inclusion probability each member really gets from the built orderings, in the
     /// order of [`Sampler::members`]: in one ordering a member is picked exactly when one
     /// of the k points u, u + unit, … falls in its segment, which for a segment at most one
@@ -395,11 +470,179 @@ impl Sampler {
     }
 }
 
+/// Answers drawn ahead of the queries, each with a weight: what signed answers are made
+/// from (they must be signed before a query asks). A query picks answer i with probability
+/// weight_i / total.
+#[derive(Debug, Clone, Default)]
+pub struct Variants {
+    /// Members per answer.
+    width: usize,
+    /// The answers' members, `width` per answer.
+    members: Vec<u32>,
+    /// Running sums of the weights.
+    ends: Vec<u64>,
+}
+
+impl Variants {
+    fn new(width: usize) -> Variants {
+        Variants {
+            width,
+            ..Variants::default()
+        }
+    }
+
+    fn push(&mut self, set: &[u32], weight: u64) {
+        // Every set has `width` members (segments are at most one unit long, so the k
+        // points never share one); the check keeps the stride whatever happens.
+        if set.len() != self.width || weight == 0 {
+            return;
+        }
+        self.members.extend_from_slice(set);
+        let end = self.ends.last().copied().unwrap_or(0) + weight;
+        self.ends.push(end);
+    }
+
+    /// Number of answers.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The members of answer `i`.
+    pub fn set(&self, i: usize) -> &[u32] {
+        &self.members[i * self.width..(i + 1) * self.width]
+    }
+
+    /// The weight of answer `i`.
+    pub fn weight(&self, i: usize) -> u64 {
+        self.ends[i] - if i == 0 { 0 } else { self.ends[i - 1] }
+    }
+
+    /// The sum of the weights.
+    pub fn total(&self) -> u64 {
+        self.ends.last().copied().unwrap_or(0)
+    }
+
+    /// Picks an answer by weight: O(log n), no allocation. None when there is none.
+    pub fn pick<R: Rng + ?Sized>(&self, rng: &mut R) -> Option<usize> {
+        let total = self.total();
+        if total == 0 {
+            return None;
+        }
+        let point = rng.random_range(0..total);
+        Some(self.ends.partition_point(|&end| end <= point))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
+
+    fn skewed() -> Sampler {
+        let weights = [1000, 300, 300, 100, 100, 50, 20, 20, 10, 1];
+        let members: Vec<u32> = (0..weights.len() as u32).collect();
+        Sampler::new(members, &weights, 4, &mut StdRng::seed_from_u64(5))
+    }
+
+    /// Per member, the weight of the variants that hold it, as a share of the total.
+    fn variant_inclusion(s: &Sampler, v: &Variants) -> Vec<f64> {
+        let mut got = vec![0u64; s.len()];
+        for i in 0..v.len() {
+            for &m in v.set(i) {
+                got[m as usize] += v.weight(i);
+            }
+        }
+        got.iter().map(|&g| g as f64 / v.total() as f64).collect()
+    }
+
+    #[test]
+    fn exact_variants_give_every_member_its_inclusion_in_every_ordering() {
+        let s = skewed();
+        for o in 0..s.orderings() {
+            let v = s.variants_exact(o);
+            assert!(v.len() <= s.len(), "at most n answers per ordering");
+            assert_eq!(v.total(), s.unit);
+            for (got, want) in variant_inclusion(&s, &v).iter().zip(s.inclusion()) {
+                assert!((got - want).abs() < 1e-9, "ordering {o}: {got} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_exact_variant_is_the_answer_the_unsigned_pick_gives_at_the_same_point() {
+        let s = skewed();
+        let mut rng = StdRng::seed_from_u64(9);
+        for _ in 0..2000 {
+            let o = rng.random_range(0..s.orderings());
+            let u = rng.random_range(0..s.unit);
+            let v = s.variants_exact(o);
+            let i = v.ends.partition_point(|&end| end <= u);
+            let mut want = Vec::new();
+            s.pick_at(o, u, &mut want);
+            assert_eq!(v.set(i), &want[..], "ordering {o}, u {u}");
+        }
+    }
+
+    #[test]
+    fn sampled_variants_round_each_inclusion_and_are_exact_on_average() {
+        let s = skewed();
+        let count = 64;
+        let mut mean = vec![0.0; s.len()];
+        let draws = 2000;
+        let mut rng = StdRng::seed_from_u64(3);
+        for _ in 0..draws {
+            let o = rng.random_range(0..s.orderings());
+            let v = s.variants_sampled(o, count, rng.random::<f64>());
+            assert_eq!(v.len(), count);
+            for (m, (got, pi)) in variant_inclusion(&s, &v)
+                .iter()
+                .zip(s.inclusion())
+                .enumerate()
+            {
+                let hits = (got * count as f64).round();
+                let exact = pi * count as f64;
+                assert!(
+                    hits == exact.floor() || hits == exact.ceil() || (hits - exact).abs() < 1e-6,
+                    "member {m}: {hits} of {count}, π·count = {exact}"
+                );
+                mean[m] += got / draws as f64;
+            }
+        }
+        for (got, pi) in mean.iter().zip(s.inclusion()) {
+            // Each draw is within 1/64 of π; the mean of 2,000 uniform offsets within 0.002.
+            assert!((got - pi).abs() < 0.002, "{got} vs {pi}");
+        }
+    }
+
+    #[test]
+    fn variants_pick_by_weight_and_small_sets_have_one() {
+        let s = skewed();
+        let v = s.variants_exact(0);
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut counts = vec![0u64; v.len()];
+        let n = 200_000;
+        for _ in 0..n {
+            counts[v.pick(&mut rng).unwrap()] += 1;
+        }
+        for (i, &c) in counts.iter().enumerate() {
+            let p = v.weight(i) as f64 / v.total() as f64;
+            let sd = (n as f64 * p * (1.0 - p)).sqrt();
+            assert!(
+                (c as f64 - n as f64 * p).abs() < 6.0 * sd + 1.0,
+                "answer {i}"
+            );
+        }
+        let small = Sampler::new(vec![7, 8, 9], &[1, 2, 3], 4, &mut rng);
+        let v = small.variants_exact(0);
+        assert_eq!((v.len(), v.set(0)), (1, &[7, 8, 9][..]));
+        assert!(Variants::default().pick(&mut rng).is_none());
+    }
 
     #[test]
     fn inclusion_is_proportional_and_capped() {

@@ -6,8 +6,11 @@ Subcommands (each prints to stdout unless told otherwise):
   queries DIR         write the dnsperf query files (binary, for `dnsperf -B`) and the list of
                       (name, type) pairs they ask, plus a readable sample
   zone                write a static zone equivalent to what pooldns answers for those names
-  equivalence         send every distinct query once to each server and compare rcode, answer
-                      count and response size (a guard that the comparison is fair)
+  gdnsd               write a gdnsd configuration (geoip + weighted plugins) and zone that
+                      answer those names per query like pooldns
+  equivalence         send every distinct query to each server, without ECS and from a few
+                      client subnets, and compare rcode, answer count and response size (a
+                      guard that the comparison is fair)
   freeport            print a loopback port free for UDP and TCP
   probe PORT          exit 0 when a server answers on 127.0.0.1:PORT
   ticks PID           utime+stime (clock ticks) of PID and all its descendants
@@ -231,6 +234,24 @@ def cmd_zone(args):
         local = [s for s in servers if aliases.get(s.get("country"), s.get("country")) == cc]
         return [s["ip"] for s in rng.sample(local if len(local) >= k else servers, k)]
 
+    out = zone_static_lines(cfg)
+    done = set()
+    for rel, qtype in names:
+        if qtype not in ("A", "AAAA") or (rel, qtype) in done:
+            continue
+        done.add((rel, qtype))
+        if qtype == "AAAA" and rel.split(".")[0] != "2":
+            continue                  # pooldns serves AAAA only under "2." (NODATA elsewhere)
+        for ip in pick(v4 if qtype == "A" else v6, rel):
+            out.append(f"{rel} {ttl} IN {qtype} {ip}")
+    with open(args.out, "w") as f:
+        f.write("\n".join(out) + "\n")
+    print(f"{len(done)} names with {k} records each")
+
+
+def zone_static_lines(cfg):
+    """$ORIGIN, $TTL, the SOA, NS and static records of the zone configuration, as zone file
+    lines (the part of the zone that is the same for NSD, Knot and gdnsd)."""
     soa = cfg["soa"]
     ns = cfg["ns"]
     out = [f"$ORIGIN {ORIGIN}.", f"$TTL {soa.get('ttl', 3600)}",
@@ -251,18 +272,370 @@ def cmd_zone(args):
             parts[-1] = parts[-1] if parts[-1].endswith(".") else parts[-1] + "."
             value = " ".join(parts)
         out.append(f"{r['name']} {r.get('ttl', 3600)} IN {r['type']} {value}")
-    done = set()
-    for rel, qtype in names:
-        if qtype not in ("A", "AAAA") or (rel, qtype) in done:
+    return out
+
+
+# gdnsd with its geoip and weighted plugins: the same names, answered per query
+
+CONTINENT_SHORT = {"AF": "africa", "AS": "asia", "EU": "europe", "NA": "north-america",
+                   "OC": "oceania", "SA": "south-america"}
+# The weighted plugin takes at most 64 addresses per group; 4 groups, one address from each.
+GDNSD_GROUP_MAX = 64
+GDNSD_WEIGHT_MAX = (1 << 20) - 1
+
+
+def pooldns_countries(path):
+    """Country code -> continent label, from pooldns' own table (src/continent.rs)."""
+    src = open(path).read()
+    table = {cc: CONTINENT_SHORT[c]
+             for cc, c in re.findall(r'\("([a-z]{2})", (AF|AS|EU|NA|OC|SA),', src)}
+    if len(table) < 200:
+        raise SystemExit(f"lb.py gdnsd: could not read the country table of {path}")
+    return table
+
+
+def ramped_weight(s, min_score, full):
+    """pooldns' weight of a server (table::ramped_weight): the net speed from
+    full_weight_score on, linear from min_score up to there, at least 1."""
+    ns, score = s["netspeed"], s["score"]
+    if score >= full:
+        return ns
+    return min(ns, max(1, round(ns * (score - min_score) / (full - min_score))))
+
+
+def gdnsd_groups(servers, k, rng):
+    """The addrs of one weighted resource (one family): k groups of at most 64 servers each,
+    a uniform random subset when there are more, weights = pooldns' weights / 100 (gdnsd's
+    range is 1 .. 2^20-1), the groups' weight sums made exactly equal (the largest member of
+    each lighter group gets the difference) so that grouped-multi mode always takes every
+    group and answers k addresses, one weighted pick per group."""
+    cap = k * GDNSD_GROUP_MAX
+    subset = servers if len(servers) <= cap else rng.sample(servers, cap)
+    items = sorted(((max(1, round(w / 100)), ip) for ip, w in subset), reverse=True)
+    groups = [[] for _ in range(min(k, len(items)))]
+    sums = [0] * len(groups)
+    for w, ip in items:               # largest first into the lightest group that has room
+        g = min((i for i in range(len(groups)) if len(groups[i]) < GDNSD_GROUP_MAX),
+                key=lambda i: sums[i])
+        groups[g].append([ip, w])
+        sums[g] += w
+    top = max(sums)
+    for g, total in zip(groups, sums):
+        need = top - total
+        for member in g:              # the heaviest first (sorted above)
+            add = min(need, GDNSD_WEIGHT_MAX - member[1])
+            member[1] += add
+            need -= add
+        if need:
+            raise SystemExit("lb.py gdnsd: cannot balance the weighted groups")
+    return groups
+
+
+def vscf_addrs(groups, indent):
+    pad = " " * indent
+    out = []
+    for i, g in enumerate(groups):
+        out.append(f"{pad}g{i} => {{")
+        out += [f"{pad}  s{j} => [ {ip}, {w} ]" for j, (ip, w) in enumerate(g)]
+        out.append(f"{pad}}}")
+    return out
+
+
+def mmdb_decode(buf, off, base):
+    """(value, next offset) of one MaxMind DB data field at buf[off] (maps, arrays, strings,
+    unsigned ints, pointers: what country databases hold); base = data section start."""
+    ctrl = buf[off]
+    off += 1
+    typ = ctrl >> 5
+    if typ == 1:                      # pointer
+        ss = (ctrl >> 3) & 3
+        v = ctrl & 7
+        extra = (0, 2048, 526336, 0)[ss]
+        raw = int.from_bytes(buf[off:off + ss + 1], "big")
+        ptr = (raw if ss == 3 else (v << (8 * (ss + 1))) | raw) + extra
+        return mmdb_decode(buf, base + ptr, base)[0], off + ss + 1
+    if typ == 0:
+        typ = 7 + buf[off]
+        off += 1
+    size = ctrl & 31
+    if size >= 29:
+        n = size - 28
+        size = (29, 285, 65821)[n - 1] + int.from_bytes(buf[off:off + n], "big")
+        off += n
+    if typ == 2:
+        return buf[off:off + size].decode(), off + size
+    if typ in (5, 6, 9, 10):
+        return int.from_bytes(buf[off:off + size], "big"), off + size
+    if typ == 7:
+        d = {}
+        for _ in range(size):
+            k, off = mmdb_decode(buf, off, base)
+            d[k], off = mmdb_decode(buf, off, base)
+        return d, off
+    if typ == 11:
+        a = []
+        for _ in range(size):
+            v, off = mmdb_decode(buf, off, base)
+            a.append(v)
+        return a, off
+    if typ == 14:
+        return bool(size), off
+    if typ == 3:
+        return struct.unpack("!d", buf[off:off + 8])[0], off + 8
+    if typ == 4:
+        return bytes(buf[off:off + size]), off + size
+    raise SystemExit(f"lb.py: MaxMind DB field type {typ} not handled")
+
+
+def mmdb_encode(v, typ=None):
+    def head(t, size):
+        if size < 29:
+            b, extra = size, b""
+        elif size < 285:
+            b, extra = 29, bytes([size - 29])
+        elif size < 65821:
+            b, extra = 30, (size - 285).to_bytes(2, "big")
+        else:
+            b, extra = 31, (size - 65821).to_bytes(3, "big")
+        if t <= 7:
+            return bytes([(t << 5) | b]) + extra
+        return bytes([b, t - 7]) + extra
+    if isinstance(v, str):
+        raw = v.encode()
+        return head(2, len(raw)) + raw
+    if isinstance(v, dict):
+        return head(7, len(v)) + b"".join(mmdb_encode(k) + mmdb_encode(x, typ.get(k) if
+                                                                       isinstance(typ, dict) else None)
+                                          for k, x in v.items())
+    if isinstance(v, list):
+        return head(11, len(v)) + b"".join(mmdb_encode(x) for x in v)
+    if isinstance(v, int):
+        t = typ or 9
+        raw = v.to_bytes((v.bit_length() + 7) // 8, "big")
+        return head(t, len(raw)) + raw
+    raise SystemExit(f"lb.py: cannot encode {v!r}")
+
+
+def mmdb_for_gdnsd(src, dst, continent_of, aliases):
+    """Rewrites a country database of the flat shape {"country_code": "DE"} (DB-IP, what
+    pooldns reads) into MaxMind's GeoIP2-Country shape {"continent": {"code": "EU"},
+    "country": {"iso_code": "DE"}}, which gdnsd's geoip plugin needs: the same search tree
+    (so exactly the same networks), new data records, the continent from pooldns' own table
+    so that gdnsd's continent level is pooldns' continent."""
+    buf = open(src, "rb").read()
+    marker = b"\xab\xcd\xefMaxMind.com"
+    mpos = buf.rindex(marker)
+    meta, _ = mmdb_decode(buf, mpos + len(marker), mpos + len(marker))
+    nodes, rs = meta["node_count"], meta["record_size"]
+    if rs not in (24, 28, 32):
+        raise SystemExit(f"lb.py: record size {rs} not handled")
+    tree_len = nodes * rs // 4
+    base = tree_len + 16
+    code_of = {"africa": "AF", "asia": "AS", "europe": "EU", "north-america": "NA",
+               "oceania": "OC", "south-america": "SA"}
+    new_data = bytearray()
+    remap = {}
+
+    def record(old):
+        off = old - nodes - 16
+        if off not in remap:
+            rec, _ = mmdb_decode(buf, base + off, base)
+            cc = rec.get("country_code") or (rec.get("country") or {}).get("iso_code")
+            lc = (cc or "").lower()
+            cont = continent_of.get(aliases.get(lc, lc))
+            new = {}
+            if cont:
+                new["continent"] = {"code": code_of[cont]}
+            if cc:
+                new["country"] = {"iso_code": cc.upper()}
+            remap[off] = nodes + 16 + len(new_data)
+            new_data.extend(mmdb_encode(new))
+        return remap[off]
+
+    tree = bytearray(buf[:tree_len])
+    if rs == 24:
+        for i in range(0, tree_len, 3):
+            v = int.from_bytes(tree[i:i + 3], "big")
+            if v > nodes:
+                tree[i:i + 3] = record(v).to_bytes(3, "big")
+    elif rs == 32:
+        for i in range(0, tree_len, 4):
+            v = int.from_bytes(tree[i:i + 4], "big")
+            if v > nodes:
+                tree[i:i + 4] = record(v).to_bytes(4, "big")
+    else:
+        for n in range(nodes):
+            i = n * 7
+            left = (((tree[i + 3] >> 4) & 15) << 24) | int.from_bytes(tree[i:i + 3], "big")
+            right = ((tree[i + 3] & 15) << 24) | int.from_bytes(tree[i + 4:i + 7], "big")
+            left = record(left) if left > nodes else left
+            right = record(right) if right > nodes else right
+            tree[i:i + 3] = (left & 0xFFFFFF).to_bytes(3, "big")
+            tree[i + 3] = ((left >> 24) << 4) | (right >> 24)
+            tree[i + 4:i + 7] = (right & 0xFFFFFF).to_bytes(3, "big")
+    if max(remap.values(), default=0) >= 1 << rs:
+        raise SystemExit("lb.py: the rewritten database does not fit its record size")
+    meta["database_type"] = "GeoIP2-Country"
+    meta["description"] = {"en": "pooldns bench: " + os.path.basename(src) +
+                           " with continents (lb.py gdnsd)"}
+    meta.setdefault("languages", ["en"])
+    types = {"binary_format_major_version": 5, "binary_format_minor_version": 5,
+             "ip_version": 5, "record_size": 5, "node_count": 6, "build_epoch": 9}
+    with open(dst, "wb") as f:
+        f.write(bytes(tree) + b"\x00" * 16 + bytes(new_data) + marker
+                + mmdb_encode(meta, types))
+    return len(remap)
+
+
+def cmd_gdnsd(args):
+    """Writes a gdnsd configuration directory (ARGS.dir/config and zones/pool.ntp.org) that
+    answers the query file's names like pooldns in balance.mode = "zones": the apex, numbered
+    and vendor names through geoip (the client's country, else its continent, else
+    everyone), country and continent names through weighted directly; each a weighted pick of
+    k of the eligible servers of that zone."""
+    cfg = load_config(args.config)
+    answers = cfg.get("answers", {})
+    ttl = answers.get("ttl", 150)
+    k = answers.get("records", 4)
+    min_score = answers.get("min_score", 10.0)
+    full = answers.get("full_weight_score", min_score)
+    aliases = cfg.get("aliases", {})
+    vendors = set(cfg.get("vendors", []))
+    numbered = answers.get("numbered", 4)
+    continent_of = pooldns_countries(args.countries)
+    v4, v6 = load_feed(args.feed, min_score)
+    rng = random.Random(13)
+
+    # Eligible servers (ip, weight) per zone and family, aliases applied (gb -> uk).
+    zones = {}
+    for fam, servers in (("v4", v4), ("v6", v6)):
+        for s in servers:
+            cc = aliases.get(s.get("country"), s.get("country"))
+            entry = (s["ip"], ramped_weight(s, min_score, full))
+            zones.setdefault(("global", fam), []).append(entry)
+            if cc in continent_of:
+                zones.setdefault((cc, fam), []).append(entry)
+                zones.setdefault((continent_of[cc], fam), []).append(entry)
+    continents = sorted(set(CONTINENT_SHORT.values()))
+
+    def chain(zone):                  # pooldns' fallback chain of a zone
+        if zone in continent_of:
+            return [zone, continent_of[zone], "global"]
+        return [zone, "global"] if zone != "global" else ["global"]
+
+    def servers_for(zone, fam):
+        """The first zone of the chain with at least k servers of the family (pooldns takes
+        the first with one; see benches/README.md)."""
+        for z in chain(zone):
+            if len(zones.get((z, fam), ())) >= k:
+                return z, zones[(z, fam)]
+        raise SystemExit(f"lb.py gdnsd: fewer than {k} eligible {fam} servers in the feed")
+
+    # Datacenters: every country with at least k eligible servers (of either family), the
+    # continents and "global".
+    countries = sorted(cc for cc in continent_of if cc not in aliases
+                       and any(len(zones.get((cc, f), ())) >= k for f in ("v4", "v6")))
+    dcs = countries + continents + ["global"]
+
+    def dc_of(cc):
+        cc = aliases.get(cc, cc)
+        return cc if cc in countries else continent_of.get(cc, "global")
+
+    # The names: geo (apex, numbered, vendor), country or continent; "2." names with AAAA.
+    with open(args.names) as f:
+        names = sorted({n for n, t, cat in json.load(f) if cat not in ("NXDOMAIN",)})
+    plan = {}
+    for rel in names:
+        labels = [] if rel == "@" else rel.split(".")
+        if labels and labels[0].isdigit() and int(labels[0]) < numbered:
+            labels = labels[1:]
+        dual = rel.split(".")[0] == "2"
+        if not labels or (len(labels) == 1 and labels[0] in vendors):
+            plan[rel] = ("geo", None, dual)
+        elif len(labels) == 1 and aliases.get(labels[0], labels[0]) in continent_of:
+            plan[rel] = ("zone", aliases.get(labels[0], labels[0]), dual)
+        elif len(labels) == 1 and labels[0] in continents:
+            plan[rel] = ("zone", labels[0], dual)
+    # Weighted resources: one per zone and kind (v4 only, or v4 + v6 for "2." names).
+    needed = {(dc, dual) for dc in dcs for dual in (False, True)}
+    needed |= {(z, dual) for kind, z, dual in plan.values() if kind == "zone"}
+    res_name = lambda z, dual: ("d_" if dual else "a_") + z.replace("-", "_")  # noqa: E731
+    os.makedirs(os.path.join(args.dir, "zones"), exist_ok=True)
+    mmdb = os.path.join(os.path.abspath(args.dir), "geoip.mmdb")
+    mmdb_for_gdnsd(args.geoip, mmdb, continent_of, aliases)
+    lines = ["# Generated by benches/load/lb.py gdnsd for benches/load.sh --compare.",
+             "options => {",
+             f"  listen => [ 127.0.0.1:{args.port} ]",
+             f"  udp_threads => {args.workers}",
+             f"  tcp_threads => {args.workers}",
+             # the largest gdnsd accepts (pooldns asks for 4 MiB)
+             "  udp_rcvbuf => 1048576",
+             "  udp_sndbuf => 1048576",
+             f'  run_dir => "{args.dir}/run"',
+             f'  state_dir => "{args.dir}/state"',
+             "}",
+             "plugins => {",
+             "  weighted => {",
+             "    multi => true"]
+    sizes = {}
+    for z, dual in sorted(needed):
+        lines.append(f"    {res_name(z, dual)} => {{")
+        for fam in (("v4", "v6") if dual else ("v4",)):
+            src, servers = servers_for(z, fam)
+            groups = gdnsd_groups(servers, k, rng)
+            sizes[(z, fam)] = (src, len(servers), sum(len(g) for g in groups))
+            lines.append(f"      addrs_{fam} => {{")
+            lines += vscf_addrs(groups, 8)
+            lines.append("      }")
+        lines.append("    }")
+    lines += ["  }",
+              "  geoip => {",
+              "    maps => {",
+              "      world => {",
+              f'        geoip2_db => "{mmdb}"',
+              "        datacenters => [ " + ", ".join(f'"{d}"' for d in dcs) + " ]",
+              "        map => {",
+              '          default => [ "global" ]']
+    # The database written for gdnsd has pooldns' continent of every country (which puts
+    # e.g. ru, tr and cy in europe), so each country with a datacenter sits under its
+    # continent, and the rest of a continent goes to the continent's datacenter.
+    for code in sorted(CONTINENT_SHORT):
+        cont = CONTINENT_SHORT[code]
+        lines.append(f"          {code} => {{")
+        lines.append(f'            default => [ "{cont}" ]')
+        for cc in sorted(continent_of):
+            if continent_of[cc] == cont and cc != "uk":   # uk: GeoIP says GB
+                dc = dc_of(cc)
+                if dc != cont:
+                    lines.append(f'            {cc.upper()} => [ "{dc}" ]')
+        lines.append("          }")
+    lines += ["        }", "      }", "    }", "    resources => {"]
+    for dual in (False, True):
+        lines.append(f"      geo_{'dual' if dual else 'a'} => {{")
+        lines.append("        map => world")
+        lines.append("        dcmap => {")
+        lines += [f'          "{d}" => "%weighted!{res_name(d, dual)}"' for d in dcs]
+        lines += ["        }", "      }"]
+    lines += ["    }", "  }", "}"]
+    with open(os.path.join(args.dir, "config"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    # The zone: the static part as for NSD and Knot, the pool names as DYNA (TTL fixed at
+    # the answer TTL: MAX/MIN both ttl).
+    zone = zone_static_lines(cfg)
+    for rel in names:
+        if rel not in plan:
             continue
-        done.add((rel, qtype))
-        if qtype == "AAAA" and rel.split(".")[0] != "2":
-            continue                  # pooldns serves AAAA only under "2." (NODATA elsewhere)
-        for ip in pick(v4 if qtype == "A" else v6, rel):
-            out.append(f"{rel} {ttl} IN {qtype} {ip}")
-    with open(args.out, "w") as f:
-        f.write("\n".join(out) + "\n")
-    print(f"{len(done)} names with {k} records each")
+        kind, z, dual = plan[rel]
+        target = (f"geoip!geo_{'dual' if dual else 'a'}" if kind == "geo"
+                  else f"weighted!{res_name(z, dual)}")
+        zone.append(f"{rel} {ttl}/{ttl} DYNA {target}")
+    with open(os.path.join(args.dir, "zones", ORIGIN), "w") as f:
+        f.write("\n".join(zone) + "\n")
+    big = sum(1 for (z, fam), (_, n, used) in sizes.items() if used < n)
+    print(f"{len(dcs)} datacenters ({len(countries)} countries, {len(continents)} continents, "
+          f"global), {len(needed)} weighted resources of {k} groups, {len(plan)} DYNA names; "
+          f"{big} of {len(sizes)} address sets cut to a random {k * GDNSD_GROUP_MAX}")
+    return 0
 
 
 # ------------------------------------------------------------------------------------------
@@ -308,35 +681,44 @@ def ask(port, wire, timeout=2.0):
 
 
 def cmd_equivalence(args):
+    """Every distinct query once without ECS and once from each of --ecs client subnets (so
+    that the servers that geolocate, pooldns and gdnsd-geo, answer from country, continent
+    and global zones), to every server: the rcode and the number of answer records must be
+    those of the first server. Size differences are listed for the queries without ECS."""
     with open(args.names) as f:
         names = [(n, t) for n, t, _ in json.load(f)]
     names.append(("nx-equivalence-check", "A"))
     servers = [(label, int(port)) for label, port in (s.split("=") for s in args.server)]
+    rng = random.Random(5)
+    subnets = [None] + [(1, 24, public_v4(rng)) if i % 4 else (2, 56, public_v6(rng))
+                        for i in range(args.ecs)]
     bad = 0
     rows = []
     for rel, qtype in names:
-        wire = make_query(fqdn(rel), qtype, qid=4242, edns=True)
-        got = []
-        for label, port in servers:
-            r = ask(port, wire)
-            if r is None:
-                got.append((label, None, None, None))
-            else:
-                _, rcode, recs = parse_response(r)
-                got.append((label, rcode, len(recs), len(r)))
-        ref = got[0]
-        for g in got[1:]:
-            if g[1] != ref[1] or g[2] != ref[2]:
+        for sub in subnets:
+            wire = make_query(fqdn(rel), qtype, qid=4242, edns=True, ecs=sub)
+            got = []
+            for label, port in servers:
+                r = ask(port, wire)
+                if r is None:
+                    got.append((label, None, None, None))
+                else:
+                    _, rcode, recs = parse_response(r)
+                    got.append((label, rcode, len(recs), len(r)))
+            ref = got[0]
+            where = ""
+            if sub is not None:
+                family = socket.AF_INET if sub[0] == 1 else socket.AF_INET6
+                where = f" (ECS {socket.inet_ntop(family, sub[2])}/{sub[1]})"
+            if any(g[1] != ref[1] or g[2] != ref[2] for g in got[1:]):
                 bad += 1
-                rows.append(f"  {fqdn(rel)} {qtype}: " + ", ".join(
+                rows.append(f"  {fqdn(rel)} {qtype}{where}: " + ", ".join(
                     f"{label} rcode={rc} answers={n} size={sz}" for label, rc, n, sz in got))
-                break
-        else:
-            sizes = {g[3] for g in got}
-            if len(sizes) > 1:
+            elif sub is None and len({g[3] for g in got}) > 1:
                 rows.append(f"  (size only) {fqdn(rel)} {qtype}: " + ", ".join(
                     f"{label} {sz} B" for label, _, _, sz in got))
-    print(f"equivalence: {len(names)} distinct queries, {bad} with a different rcode or answer count")
+    print(f"equivalence: {len(names)} distinct queries, each without ECS and from {args.ecs} "
+          f"client subnets; {bad} with a different rcode or answer count")
     for r in rows[:args.max_rows]:
         print(r)
     if len(rows) > args.max_rows:
@@ -525,7 +907,7 @@ def cmd_measure(args):
     lat = ""
     if "p50" in r:
         lat = f", p50 {r['p50'] * 1e3:.3f} ms, p99 {r['p99'] * 1e3:.3f} ms"
-    print(f"  {args.run:<9} {args.server:<8} {fmt(r.get('qps'), '.0f')} q/s, lost "
+    print(f"  {args.run:<10} {args.server:<9} {fmt(r.get('qps'), '.0f')} q/s, lost "
           f"{r.get('lost')}, server CPU {r['cpu_pct']:.1f}% ({fmt(r['q_per_cpu_s'], '.0f')} "
           f"q/CPU-s){lat}; dnsperf CPU {r['dnsperf_cpu_pct']:.0f}%, other work "
           f"{r['others_pct']:.0f}%")
@@ -866,12 +1248,17 @@ def cmd_report(args):
           "avg/max latency; p50/p99 come from")
     print("  dnsperf -v per-query latencies, recorded only in the fixed-rate run (printing them "
           "at saturation would load dnsperf).")
+    if "gdnsd-geo" in servers:
+        print("  gdnsd-geo = gdnsd with its geoip and weighted plugins: per query a GeoIP lookup "
+              "(apex, numbered and vendor names)")
+        print("  and a weighted pick of 4 addresses, like pooldns; NSD and Knot serve a static "
+              "zone of the same size.")
     if "echo" in servers:
         print("  echo = examples/udp_echo, the floor of any UDP server here: a recvmmsg/sendmmsg "
               "loop that sends each query back")
         print("  with QR set and parses nothing; its responses are the queries, so smaller than "
               "real answers (resp B), and it has no TCP.")
-    head = (f"  {'run':<10} {'server':<8} {'q/s':>8} {'lost':>5} {'avg ms':>7} {'p50 ms':>7} "
+    head = (f"  {'run':<13} {'server':<9} {'q/s':>8} {'lost':>5} {'avg ms':>7} {'p50 ms':>7} "
             f"{'p99 ms':>7} {'max ms':>7} {'CPU s':>6} {'ps s':>4} {'CPU %':>6} {'q/CPU-s':>8} "
             f"{'us/q':>5} "
             f"{'resp B':>6} {'dnsperf%':>8} {'other%':>6}")
@@ -883,8 +1270,11 @@ def cmd_report(args):
             a = agg.get((kind, srv))
             if not a:
                 continue
-            label = kind if not a.get("rate") else f"{kind} {a['rate'] // 1000}k"
-            print(f"  {label:<10} {srv:<8} {fmt(a['qps'], '8.0f')} {fmt(a['lost'], '5.0f')} "
+            label = kind
+            if a.get("rate") and kind.startswith("rate"):
+                base = "rate-ecs" if kind.startswith("rate-ecs") else "rate"
+                label = f"{base} {a['rate'] / 1000:g}k"
+            print(f"  {label:<13} {srv:<9} {fmt(a['qps'], '8.0f')} {fmt(a['lost'], '5.0f')} "
                   f"{fmt(ms(a['lat_avg']), '7.3f')} {fmt(ms(a['p50']), '7.3f')} "
                   f"{fmt(ms(a['p99']), '7.3f')} {fmt(ms(a['lat_max']), '7.1f')} "
                   f"{fmt(a['cpu_s'], '6.2f')} {fmt(a['ps_cpu_s'], '4.0f')} "
@@ -894,9 +1284,9 @@ def cmd_report(args):
     if len(servers) > 1 and servers[0] == "pooldns":
         others = servers[1:]
         print()
-        print("Ratios pooldns / other: q/s and q/CPU-s (higher is better for pooldns), CPU at "
-              "the fixed rate (lower is better)")
-        head = f"  {'run':<10} {'metric':<10}" + "".join(f" {'/ ' + o:>10}" for o in others)
+        print("Ratios pooldns / other: q/s and q/CPU-s (higher is better for pooldns), CPU % and "
+              "us/q at the fixed rate (lower is better)")
+        head = f"  {'run':<14} {'metric':<10}" + "".join(f" {'/ ' + o:>11}" for o in others)
         print(head)
         print("  " + "-" * (len(head) - 2))
         for kind in kinds:
@@ -905,13 +1295,14 @@ def cmd_report(args):
                 continue
             metrics = [("qps", "q/s"), ("q_per_cpu_s", "q/CPU-s")]
             if p.get("rate"):
-                metrics = [("cpu_pct", "CPU %"), ("q_per_cpu_s", "q/CPU-s")]
+                metrics = [("cpu_pct", "CPU %"), ("us_per_query", "us/q"),
+                           ("q_per_cpu_s", "q/CPU-s")]
             for key, label in metrics:
                 cells = ""
                 for o in others:
                     a, b = p.get(key), agg.get((kind, o), {}).get(key)
-                    cells += f" {fmt(a / b if a and b else None, '10.2f')}"
-                print(f"  {kind:<10} {label:<10}{cells}")
+                    cells += f" {fmt(a / b if a and b else None, '11.2f')}"
+                print(f"  {kind:<14} {label:<10}{cells}")
         if "echo" in others:
             print("  / echo: pooldns against the trivial UDP echo server (the floor; its answers "
                   "are the queries, smaller than")
@@ -932,10 +1323,20 @@ def main():
     p.add_argument("--config", required=True)
     p.add_argument("--names", required=True)
     p.add_argument("--out", required=True)
+    p = sub.add_parser("gdnsd")
+    p.add_argument("--feed", required=True)
+    p.add_argument("--config", required=True)
+    p.add_argument("--names", required=True)
+    p.add_argument("--geoip", required=True)
+    p.add_argument("--countries", required=True, help="pooldns' src/continent.rs")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--workers", type=int, required=True)
     p = sub.add_parser("equivalence")
     p.add_argument("--names", required=True)
     p.add_argument("--server", action="append", required=True, help="label=port")
     p.add_argument("--max-rows", type=int, default=12)
+    p.add_argument("--ecs", type=int, default=8, help="client subnets per query (1 in 4 IPv6)")
     p = sub.add_parser("freeport")
     p.add_argument("--start", type=int)
     p = sub.add_parser("probe")

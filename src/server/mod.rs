@@ -1,6 +1,7 @@
 //! The nameserver around the answer core: listeners, the per-packet glue shared by UDP and
 //! TCP, and shutdown. Only this module touches sockets.
 
+pub mod steer;
 mod tcp;
 pub mod udp;
 
@@ -174,6 +175,9 @@ pub struct ServerOptions {
     /// Most TCP connections one client /24 (IPv4) or /56 (IPv6) may hold; one more is
     /// closed at once, evicting nobody.
     pub tcp_max_connections_per_client: usize,
+    /// Steer an address's UDP queries to one worker at low rates and spread them over
+    /// every worker at high rates ([`steer`]); false: always spread (the kernel's hash).
+    pub udp_steering: bool,
 }
 
 impl Default for ServerOptions {
@@ -183,6 +187,7 @@ impl Default for ServerOptions {
             tcp_read_timeout: Duration::from_secs(2),
             tcp_max_connections: 1024,
             tcp_max_connections_per_client: 64,
+            udp_steering: true,
         }
     }
 }
@@ -196,7 +201,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
-    let udp_threads = udp::spawn(listeners.udp, &table, &metrics, &stop)?;
+    let udp_threads = udp::spawn(listeners.udp, &table, &metrics, &stop, options.udp_steering)?;
     let (tcp_stop, tcp_stopped) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     for listener in listeners.tcp {

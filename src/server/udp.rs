@@ -20,6 +20,7 @@ use nix::sys::socket::{
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
+use super::steer::{Group, Leader};
 use super::{SharedTable, Transport, respond};
 use crate::metrics::{Counters, Metrics};
 use crate::rrl::Limiter;
@@ -53,6 +54,10 @@ pub struct Worker {
     peers: [Option<SockaddrStorage>; BATCH],
     recv_headers: MultiHeaders<SockaddrStorage>,
     send_headers: MultiHeaders<SockaddrStorage>,
+    /// Set in the first worker of an address with several: steers the queries.
+    leader: Option<Leader>,
+    /// Packets in the last batch received.
+    received_count: usize,
 }
 
 impl Worker {
@@ -81,7 +86,18 @@ impl Worker {
             peers: [None; BATCH],
             recv_headers: MultiHeaders::preallocate(BATCH, None),
             send_headers: MultiHeaders::preallocate(BATCH, None),
+            leader: None,
+            received_count: 0,
         })
+    }
+
+    /// Makes this worker the `index`th of `group`; the first (bound first) leads it.
+    pub fn in_group(mut self, group: &Arc<Group>, index: usize) -> Worker {
+        group.register_current_thread(index);
+        if index == 0 && group.workers() > 1 {
+            self.leader = Some(Leader::start(Arc::clone(group), &self.socket));
+        }
+        self
     }
 
     /// Shares `limiter`'s accounts (one table for every worker of a process) instead of the
@@ -101,8 +117,17 @@ impl Worker {
     }
 
     /// Receives one batch (waiting for at least one packet, up to [`POLL`]), answers it and
-    /// sends the answers. Returns the number of answers sent.
+    /// sends the answers; then, in a leader, steers. Returns the number of answers sent.
     pub fn serve_batch(&mut self) -> std::io::Result<usize> {
+        self.received_count = 0;
+        let answered = self.answer_batch();
+        if let Some(leader) = &mut self.leader {
+            leader.after_batch(&self.socket, self.received_count, BATCH);
+        }
+        answered
+    }
+
+    fn answer_batch(&mut self) -> std::io::Result<usize> {
         let fd = self.socket.as_raw_fd();
         let count = {
             let mut chunks = self.queries.chunks_exact_mut(QUERY_MAX);
@@ -125,6 +150,7 @@ impl Worker {
             }
             count
         };
+        self.received_count = count;
 
         let table = self.table.load();
         let rrl = &table.config.rrl;
@@ -247,29 +273,50 @@ fn ip_of(addr: &SockaddrStorage) -> Option<IpAddr> {
     })
 }
 
-/// Starts one thread per socket; they stop when `stop` is set.
+/// Starts one thread per socket; they stop when `stop` is set. The sockets of one address
+/// (consecutive, in the order they were bound) form a steering group.
 pub(super) fn spawn(
     sockets: Vec<UdpSocket>,
     table: &SharedTable,
     metrics: &Metrics,
     stop: &Arc<AtomicBool>,
+    steering: bool,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     let mut threads = Vec::with_capacity(sockets.len());
     let limiter = Arc::new(Limiter::new());
+    let addrs: Vec<_> = sockets.iter().map(|s| s.local_addr().ok()).collect();
+    let mut group = Arc::new(Group::new(0));
+    let mut index = 0;
     for (i, socket) in sockets.into_iter().enumerate() {
+        if i == 0 || addrs[i] != addrs[i - 1] || !steering {
+            // Without steering, groups of one: no leader, the kernel's hash spreads.
+            let size = if steering {
+                addrs[i..].iter().take_while(|a| **a == addrs[i]).count()
+            } else {
+                1
+            };
+            group = Arc::new(Group::new(size));
+            metrics.add_udp_group(addrs[i], Arc::clone(&group));
+            index = 0;
+        }
         let table = Arc::clone(table);
         let limiter = Arc::clone(&limiter);
         let stop = Arc::clone(stop);
+        let group = Arc::clone(&group);
         let counters = metrics.register();
         // The worker's message headers hold raw pointers (not Send): build it on its thread.
         threads.push(
             std::thread::Builder::new().name(format!("udp-{i}")).spawn(
                 move || match Worker::new(socket, table, counters) {
-                    Ok(worker) => worker.with_limiter(limiter).run(&stop),
+                    Ok(worker) => worker
+                        .with_limiter(limiter)
+                        .in_group(&group, index)
+                        .run(&stop),
                     Err(e) => tracing::error!("UDP worker {i} cannot start: {e}"),
                 },
             )?,
         );
+        index += 1;
     }
     Ok(threads)
 }

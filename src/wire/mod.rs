@@ -33,6 +33,18 @@ pub mod rtype {
     pub const SIG: u16 = 24;
     /// Service location.
     pub const SRV: u16 = 33;
+    /// Delegation signer (RFC 4034).
+    pub const DS: u16 = 43;
+    /// A signature (RFC 4034).
+    pub const RRSIG: u16 = 46;
+    /// Next secure (RFC 4034).
+    pub const NSEC: u16 = 47;
+    /// A zone key (RFC 4034).
+    pub const DNSKEY: u16 = 48;
+    /// Child DS (RFC 7344).
+    pub const CDS: u16 = 59;
+    /// Child DNSKEY (RFC 7344).
+    pub const CDNSKEY: u16 = 60;
     /// EDNS(0) pseudo-record.
     pub const OPT: u16 = 41;
     /// Transaction signature (RFC 8945).

@@ -5,6 +5,7 @@
 mod cli;
 mod compare;
 mod demand;
+mod dnssec;
 mod extensions;
 mod fairness;
 mod feed_source;

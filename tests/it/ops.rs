@@ -130,6 +130,11 @@ async fn metrics_count_a_known_query_mix_exactly() {
     }
     assert_eq!(m.get("pooldns_tcp_connections_total", &[]), Some(2.0));
     assert_eq!(m.get("pooldns_tcp_evicted_total", &[]), Some(0.0));
+    // A handful of queries: one worker takes them all, whatever the number of cores.
+    let listen = dns.to_string();
+    let steering = |name| m.get(name, &[("listen", listen.as_str())]);
+    assert_eq!(steering("pooldns_udp_workers_active"), Some(1.0));
+    assert_eq!(steering("pooldns_udp_steering_switches_total"), Some(0.0));
     for input in ["feed", "config", "geoip"] {
         let loads = |result| {
             m.get(

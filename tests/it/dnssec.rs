@@ -1,0 +1,325 @@
+//! DNSSEC keys against BIND's own tools (Debian's bind9-utils, which CI installs): keys
+//! made by `pooldns keygen` give the DS that `dnssec-dsfromkey` computes and sign a zone
+//! that `dnssec-signzone` and `dnssec-verify` accept; keys made by `dnssec-keygen` give
+//! `pooldns ds` the DS that BIND computes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const KEYGEN: &str = "/usr/bin/dnssec-keygen";
+const DSFROMKEY: &str = "/usr/bin/dnssec-dsfromkey";
+const SIGNZONE: &str = "/usr/bin/dnssec-signzone";
+const VERIFY: &str = "/usr/bin/dnssec-verify";
+
+/// Whether BIND's tools are here; with CI set, they must be.
+fn bind_tools() -> bool {
+    let present = [KEYGEN, DSFROMKEY, SIGNZONE, VERIFY]
+        .iter()
+        .all(|t| Path::new(t).exists());
+    if !present {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "BIND's DNSSEC tools are not installed; CI must have them (apt-get install bind9-utils)"
+        );
+        eprintln!("dnssec: bind9-utils not installed: SKIPPING");
+    }
+    present
+}
+
+fn run(program: &str, args: &[&str], dir: &Path) -> Output {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn pooldns(args: &[&str], dir: &Path) -> String {
+    String::from_utf8(run(env!("CARGO_BIN_EXE_pooldns"), args, dir).stdout).expect("utf-8")
+}
+
+/// The DS lines of BIND's dnssec-dsfromkey -2 for every .key file in `dir` whose key has
+/// flags `flags`, sorted.
+fn bind_ds(dir: &Path, flags: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if !name.ends_with(".key") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        if !text.contains(&format!("DNSKEY {flags} ")) {
+            continue;
+        }
+        let out = run(DSFROMKEY, &["-2", &name], dir);
+        lines.extend(
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(str::to_owned),
+        );
+    }
+    lines.sort();
+    lines
+}
+
+fn sorted_lines(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn keys_made_by_pooldns_keygen_work_in_bind_s_tools() {
+    if !bind_tools() {
+        return;
+    }
+    for algorithm in ["13", "15"] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let ksk = pooldns(
+            &["keygen", "--dir", d, "--algorithm", algorithm, "--ksk"],
+            dir.path(),
+        );
+        let zsk = pooldns(
+            &["keygen", "--dir", d, "--algorithm", algorithm],
+            dir.path(),
+        );
+        assert!(ksk.trim().ends_with(".key") && zsk.trim().ends_with(".key"));
+        // The DS of the KSK only, as BIND computes it.
+        let ours = pooldns(&["ds", "--dir", d], dir.path());
+        assert_eq!(
+            sorted_lines(&ours),
+            bind_ds(dir.path(), "257"),
+            "alg {algorithm}"
+        );
+        assert_eq!(ours.lines().count(), 1);
+
+        // BIND signs a zone with the two keys and verifies it: it read our .private files.
+        let mut zone = String::from(
+            "pool.ntp.org. 3600 IN SOA ns1.pool.ntp.org. hostmaster.ntp.org. 1 3600 600 86400 60\n\
+             pool.ntp.org. 3600 IN NS ns1.pool.ntp.org.\n\
+             ns1.pool.ntp.org. 3600 IN A 192.0.2.1\n",
+        );
+        for key in [&ksk, &zsk] {
+            zone.push_str(&std::fs::read_to_string(key.trim()).unwrap());
+        }
+        std::fs::write(dir.path().join("zone"), zone).unwrap();
+        run(
+            SIGNZONE,
+            &["-o", "pool.ntp.org", "-K", ".", "-f", "zone.signed", "zone"],
+            dir.path(),
+        );
+        run(VERIFY, &["-o", "pool.ntp.org", "zone.signed"], dir.path());
+    }
+}
+
+#[test]
+fn pooldns_ds_agrees_with_bind_on_keys_made_by_dnssec_keygen() {
+    if !bind_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    run(
+        KEYGEN,
+        &["-q", "-a", "ECDSAP256SHA256", "-f", "KSK", "pool.ntp.org"],
+        dir.path(),
+    );
+    run(
+        KEYGEN,
+        &["-q", "-a", "ECDSAP256SHA256", "pool.ntp.org"],
+        dir.path(),
+    );
+    run(
+        KEYGEN,
+        &["-q", "-a", "ED25519", "-f", "KSK", "pool.ntp.org"],
+        dir.path(),
+    );
+    let ours = pooldns(&["ds", "--dir", d], dir.path());
+    assert_eq!(sorted_lines(&ours), bind_ds(dir.path(), "257"));
+    assert_eq!(ours.lines().count(), 2);
+
+    // A combined key alone (a ZSK's flags, no KSK): its DS is printed.
+    let alone = tempfile::tempdir().unwrap();
+    let a = alone.path().to_str().unwrap();
+    run(
+        KEYGEN,
+        &["-q", "-a", "ED25519", "pool.ntp.org"],
+        alone.path(),
+    );
+    let ours = pooldns(&["ds", "--dir", a], alone.path());
+    assert_eq!(sorted_lines(&ours), bind_ds(alone.path(), "256"));
+}
+
+#[test]
+fn a_damaged_key_directory_is_refused_by_file_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pooldns"))
+        .args(["ds", "--dir", d])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no key files"), "{err}");
+
+    let key = pooldns(&["keygen", "--dir", d, "--ksk"], dir.path());
+    let private = key.trim().replace(".key", ".private");
+    let text = std::fs::read_to_string(&private).unwrap();
+    std::fs::write(&private, text.replace("PrivateKey: ", "PrivateKey: AAAA")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pooldns"))
+        .args(["ds", "--dir", d])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(".private"), "{err}");
+}
+
+/// A zone signed by pooldns' signer and NSEC chain, written out with every record in the
+/// generic RFC 3597 form, passes BIND's dnssec-verify: canonical form, RRSIG fields, key
+/// tags, the NSEC chain and its type bitmaps all agree with BIND's.
+#[test]
+fn a_zone_signed_by_pooldns_passes_dnssec_verify() {
+    use pooldns::dnssec::key::{self, Key};
+    use pooldns::dnssec::sign::{RrSet, Validity, nsec_chain, rrsig_rdata};
+    if !bind_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let zone = "pool.ntp.org";
+    let ksk = Key::load(
+        &key::generate(zone, 13, true, dir.path(), now).unwrap(),
+        zone,
+    )
+    .unwrap();
+    let zsk = Key::load(
+        &key::generate(zone, 13, false, dir.path(), now).unwrap(),
+        zone,
+    )
+    .unwrap();
+    let name = |n: &str| pooldns::name::from_text(n).unwrap();
+    let apex = name(zone);
+    let mut soa = name("ns1.pool.ntp.org");
+    soa.extend(name("hostmaster.ntp.org"));
+    for v in [1u32, 3600, 600, 86400, 60] {
+        soa.extend(v.to_be_bytes());
+    }
+    /// Owner, type, TTL, records.
+    type Set = (Vec<u8>, u16, u32, Vec<Vec<u8>>);
+    let mut sets: Vec<Set> = vec![
+        (apex.clone(), 6, 3600, vec![soa]),
+        (apex.clone(), 2, 3600, vec![name("ns1.pool.ntp.org")]),
+        (
+            apex.clone(),
+            1,
+            150,
+            vec![vec![192, 0, 2, 1], vec![192, 0, 2, 2]],
+        ),
+        (
+            apex.clone(),
+            48,
+            3600,
+            vec![ksk.dnskey_rdata(), zsk.dnskey_rdata()],
+        ),
+        (name("ns1.pool.ntp.org"), 1, 3600, vec![vec![192, 0, 2, 53]]),
+        (name("0.pool.ntp.org"), 1, 150, vec![vec![192, 0, 2, 3]]),
+        (name("de.pool.ntp.org"), 1, 150, vec![vec![192, 0, 2, 4]]),
+        (
+            name("de.pool.ntp.org"),
+            28,
+            150,
+            vec![vec![0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]],
+        ),
+        (
+            name("_status.pool.ntp.org"),
+            16,
+            0,
+            vec![b"\x02ok".to_vec()],
+        ),
+    ];
+    let mut owners: Vec<(Vec<u8>, Vec<u16>)> = Vec::new();
+    for (owner, t, _, _) in &sets {
+        match owners.iter_mut().find(|(o, _)| o == owner) {
+            Some((_, types)) => types.push(*t),
+            None => owners.push((owner.clone(), vec![*t])),
+        }
+    }
+    for (owner, rdata) in nsec_chain(&owners) {
+        sets.push((owner, 47, 60, vec![rdata]));
+    }
+    let validity = Validity {
+        inception: now - 3600,
+        expiration: now + 14 * 86400,
+    };
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let text_name = |w: &[u8]| {
+        let mut out = String::new();
+        let mut i = 0;
+        while w[i] != 0 {
+            let len = w[i] as usize;
+            out.push_str(std::str::from_utf8(&w[i + 1..i + 1 + len]).unwrap());
+            out.push('.');
+            i += 1 + len;
+        }
+        out
+    };
+    let mut text = String::new();
+    for (owner, t, ttl, rdatas) in &sets {
+        for r in rdatas {
+            text.push_str(&format!(
+                "{} {ttl} IN TYPE{t} \\# {} {}\n",
+                text_name(owner),
+                r.len(),
+                hex(r)
+            ));
+        }
+        let signer = if *t == 48 { &ksk } else { &zsk };
+        let set = RrSet {
+            owner,
+            rtype: *t,
+            class: 1,
+            ttl: *ttl,
+            rdatas: rdatas.iter().map(Vec::as_slice).collect(),
+        };
+        let sig = rrsig_rdata(&set, signer, &apex, validity).unwrap();
+        text.push_str(&format!(
+            "{} {ttl} IN TYPE46 \\# {} {}\n",
+            text_name(owner),
+            sig.len(),
+            hex(&sig)
+        ));
+    }
+    std::fs::write(dir.path().join("zone.signed"), &text).unwrap();
+    run(VERIFY, &["-o", zone, "zone.signed"], dir.path());
+
+    // One address changed after signing: BIND must find the bad signature.
+    assert!(text.contains("c0000203"));
+    std::fs::write(
+        dir.path().join("tampered"),
+        text.replace("c0000203", "c0000209"),
+    )
+    .unwrap();
+    let out = Command::new(VERIFY)
+        .args(["-o", zone, "tampered"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "dnssec-verify accepted a tampered zone"
+    );
+}
