@@ -374,17 +374,18 @@ async fn server_page(State(p): State<Pages>, Path(id): Path<String>) -> Response
         delay = offset_ms(m.map(|m| m.delay)),
         stratum = m.map_or("–".to_owned(), |m| m.stratum.to_string()),
         refid = m.map_or("–".to_owned(), |m| escape(&render_refid(m.refid))),
-        days_svg = render_chart(&days),
-        recent_svg = render_chart(&recent),
+        days_svg = render_chart(&days, Some((now.saturating_sub(30 * 86_400), now))),
+        recent_svg = render_chart(&recent, None),
     );
     Html(html).into_response()
 }
 
-/// Score and offset over time as an inline SVG: `points` are (unix time, score, offset).
-pub fn render_chart(points: &[(u64, f64, Option<f64>)]) -> String {
-    const W: f64 = 720.0;
-    const H: f64 = 220.0;
-    const PAD: f64 = 36.0;
+/// Score and offset over time as an inline SVG: `points` are (unix time, score, offset);
+/// the time axis spans `span` (unix seconds) when given, else the points.
+pub fn render_chart(points: &[(u64, f64, Option<f64>)], span: Option<(u64, u64)>) -> String {
+    const W: f64 = 760.0;
+    const H: f64 = 236.0;
+    const PAD: f64 = 48.0;
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" \
          viewBox=\"0 0 {W} {H}\" role=\"img\"><rect width=\"{W}\" height=\"{H}\" fill=\"#fafafa\"/>"
@@ -393,18 +394,24 @@ pub fn render_chart(points: &[(u64, f64, Option<f64>)]) -> String {
         svg.push_str("<text x=\"20\" y=\"110\">no probes scored yet</text></svg>");
         return svg;
     }
-    let t0 = points.first().map_or(0, |p| p.0) as f64;
-    let t1 = (points.last().map_or(0, |p| p.0) as f64).max(t0 + 1.0);
+    let (first, last) = span.unwrap_or((
+        points.first().map_or(0, |p| p.0),
+        points.last().map_or(0, |p| p.0),
+    ));
+    let t0 = first as f64;
+    let t1 = (last as f64).max(t0 + 1.0);
     let x = |t: u64| PAD + (t as f64 - t0) / (t1 - t0) * (W - 2.0 * PAD);
+    // The plot spans y = 16 … H − 32; the bottom strip holds the time labels.
+    let (top, bottom) = (16.0, H - 32.0);
     let y_score = |s: f64| {
         let s = s.clamp(-25.0, 20.0);
-        PAD / 2.0 + (20.0 - s) / 45.0 * (H - PAD)
+        top + (20.0 - s) / 45.0 * (bottom - top)
     };
     let y_offset = |o: f64| {
         let o = o.clamp(-0.1, 0.1);
-        PAD / 2.0 + (0.1 - o) / 0.2 * (H - PAD)
+        top + (0.1 - o) / 0.2 * (bottom - top)
     };
-    for (label, s) in [("20", 20.0), ("10", 10.0), ("0", 0.0), ("-25", -25.0)] {
+    for (label, s) in [("20", 20.0), ("10", 10.0), ("0", 0.0), ("≤-25", -25.0)] {
         let y = y_score(s);
         let dash = if s == 10.0 {
             " stroke-dasharray=\"4 3\""
@@ -419,12 +426,20 @@ pub fn render_chart(points: &[(u64, f64, Option<f64>)]) -> String {
             ty = y + 3.0
         );
     }
-    for (label, o) in [("+100ms", 0.1), ("0", 0.0), ("-100ms", -0.1)] {
+    for (label, o) in [("+100 ms", 0.1), ("0 ms", 0.0), ("-100 ms", -0.1)] {
         let _ = write!(
             svg,
             "<text x=\"{tx}\" y=\"{ty:.1}\" font-size=\"10\">{label}</text>",
-            tx = W - PAD + 2.0,
+            tx = W - PAD + 4.0,
             ty = y_offset(o) + 3.0
+        );
+    }
+    for (anchor, x, t) in [("start", PAD, t0 as u64), ("end", W - PAD, t1 as u64)] {
+        let _ = write!(
+            svg,
+            "<text x=\"{x}\" y=\"{y}\" font-size=\"10\" text-anchor=\"{anchor}\">{}</text>",
+            crate::report::utc_time(t),
+            y = H - 12.0
         );
     }
     for &(t, _, offset) in points {
@@ -446,7 +461,19 @@ pub fn render_chart(points: &[(u64, f64, Option<f64>)]) -> String {
     for &(t, s, _) in points {
         let _ = write!(svg, "{:.1},{:.1} ", x(t), y_score(s));
     }
-    svg.push_str("\"/></svg>");
+    svg.push_str("\"/>");
+    // A line needs two points: mark each score too while there are few.
+    if points.len() < 3 {
+        for &(t, s, _) in points {
+            let _ = write!(
+                svg,
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"5\" height=\"5\" fill=\"#246\"/>",
+                x(t) - 2.5,
+                y_score(s) - 2.5
+            );
+        }
+    }
+    svg.push_str("</svg>");
     svg
 }
 
@@ -456,16 +483,19 @@ mod tests {
 
     #[test]
     fn the_chart_is_self_contained_svg() {
-        let svg = render_chart(&[
-            (100, 0.0, Some(0.001)),
-            (160, 1.0, None),
-            (220, 1.95, Some(0.3)),
-        ]);
+        let svg = render_chart(
+            &[
+                (100, 0.0, Some(0.001)),
+                (160, 1.0, None),
+                (220, 1.95, Some(0.3)),
+            ],
+            None,
+        );
         assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
         assert!(svg.ends_with("</svg>"));
         assert!(!svg.contains("href"));
         assert_eq!(svg.matches("<circle").count(), 2);
-        assert!(render_chart(&[]).contains("no probes"));
+        assert!(render_chart(&[], None).contains("no probes"));
     }
 
     #[test]
