@@ -352,6 +352,18 @@ pub struct Monitor {
     /// The options.
     pub options: Options,
     book: Mutex<Book>,
+    /// The feed as last written, also served at `/monitor/feed.json`; None before the
+    /// first write.
+    feed: Mutex<Option<Arc<WrittenFeed>>>,
+}
+
+/// A feed as written: its bytes and their entity tag.
+#[derive(Debug)]
+pub struct WrittenFeed {
+    /// The JSON.
+    pub bytes: Vec<u8>,
+    /// A quoted hash of the bytes, for conditional requests.
+    pub etag: String,
 }
 
 impl Monitor {
@@ -360,7 +372,23 @@ impl Monitor {
         Arc::new(Monitor {
             options,
             book: Mutex::new(book),
+            feed: Mutex::new(None),
         })
+    }
+
+    /// The feed as last written.
+    pub fn feed(&self) -> Option<Arc<WrittenFeed>> {
+        self.feed.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Keeps `bytes` as the feed last written.
+    fn keep_feed(&self, bytes: Vec<u8>) {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        bytes.hash(&mut hasher);
+        let etag = format!("\"{:016x}\"", hasher.finish());
+        *self.feed.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Arc::new(WrittenFeed { bytes, etag }));
     }
 
     /// The book, locked. A panic while it was held (a bug) does not stop the monitor.

@@ -1,6 +1,7 @@
 //! The feed the monitor writes (`--out`): the registry with scores filled in, in the format
 //! `serve` reads ([`crate::feed`]), written aside and renamed over, at most once per write
-//! interval and only when a score changed.
+//! interval and only when a score changed. The same bytes are served at
+//! `/monitor/feed.json`, with an entity tag, for nameservers that poll a URL.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -49,6 +50,7 @@ pub fn write_feed(monitor: &Monitor) {
     let bytes = render(monitor);
     let path = &monitor.options.out;
     let written = crate::state::write_atomically(path, &bytes);
+    monitor.keep_feed(bytes);
     let mut book = monitor.book();
     match written {
         Ok(()) => book.counters.feed_writes += 1,

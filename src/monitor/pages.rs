@@ -1,5 +1,6 @@
 //! The monitor's HTTP surface (`--http`): `/metrics` (probes by result, offsets and delays,
-//! the clock), `/monitor/scores.json` (what peers read), `/` (the servers by score) and
+//! the clock), `/monitor/scores.json` (what peers read), `/monitor/feed.json` (the feed as
+//! written, for `serve --feed URL`), `/` (the servers by score) and
 //! `/monitor/servers/{id}` (a server's score and offset over time as server-rendered SVG,
 //! like the pool's score graph, with no external assets) with its data at
 //! `/monitor/servers/{id}/history.json`. Everything reads the book; nothing here probes.
@@ -34,6 +35,7 @@ pub fn router(monitor: Arc<Monitor>, prober: Arc<Prober>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/monitor/scores.json", get(scores))
+        .route("/monitor/feed.json", get(feed))
         .route("/monitor/servers/{id}", get(server_page))
         .route("/monitor/servers/{id}/history.json", get(history_json))
         .with_state(Pages { monitor, prober })
@@ -47,6 +49,35 @@ async fn scores(State(p): State<Pages>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         serde_json::to_string(&file).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+/// `/monitor/feed.json`: the feed as last written to `--out`, for `serve --feed URL`;
+/// `304 Not Modified` when the client already has it.
+async fn feed(State(p): State<Pages>, headers: axum::http::HeaderMap) -> Response {
+    let Some(feed) = p.monitor.feed() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no feed written yet\n").into_response();
+    };
+    let matches = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|tag| tag.trim() == feed.etag || tag.trim() == "*");
+    if matches {
+        return (
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, feed.etag.clone())],
+        )
+            .into_response();
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::ETAG, feed.etag.clone()),
+        ],
+        feed.bytes.clone(),
     )
         .into_response()
 }

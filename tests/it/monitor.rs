@@ -370,7 +370,18 @@ impl Monitor {
 
     /// GET `path` from the monitor, from inside its namespace; the body of a 200.
     fn get(&self, path: &str) -> Option<String> {
-        let (ns, port, path) = (self.ns.clone(), self.port, path.to_owned());
+        let (head, body) = self.request(path, "")?;
+        head.starts_with("HTTP/1.1 200").then_some(body)
+    }
+
+    /// GET `path` with `headers` (lines ending in CRLF): the response head and body.
+    fn request(&self, path: &str, headers: &str) -> Option<(String, String)> {
+        let (ns, port, path, headers) = (
+            self.ns.clone(),
+            self.port,
+            path.to_owned(),
+            headers.to_owned(),
+        );
         std::thread::spawn(move || {
             enter(&ns);
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -378,13 +389,13 @@ impl Monitor {
             s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
             write!(
                 s,
-                "GET {path} HTTP/1.1\r\nHost: monitor\r\nConnection: close\r\n\r\n"
+                "GET {path} HTTP/1.1\r\nHost: monitor\r\nConnection: close\r\n{headers}\r\n"
             )
             .ok()?;
             let mut text = String::new();
             s.read_to_string(&mut text).ok()?;
             let (head, body) = text.split_once("\r\n\r\n")?;
-            head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+            Some((head.to_owned(), body.to_owned()))
         })
         .join()
         .ok()
@@ -634,6 +645,20 @@ fn an_unsynchronised_monitor_clock_freezes_scores() {
     let page = monitor.get("/").unwrap();
     assert!(page.contains("Not scoring"), "{page}");
     assert!(page.contains("the test stepped it"));
+    // The feed is also served, as written, with an entity tag for conditional requests.
+    let written = std::fs::read_to_string(dir.path().join("m-feed.json")).unwrap();
+    let (head, body) = monitor.request("/monitor/feed.json", "").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, written);
+    let etag = head
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .expect("an etag")
+        .to_owned();
+    let (head, _) = monitor
+        .request("/monitor/feed.json", &format!("If-None-Match: {etag}\r\n"))
+        .unwrap();
+    assert!(head.starts_with("HTTP/1.1 304"), "{head}");
     // Synchronised again: scoring resumes where it stopped.
     monitor.set_clock("synchronised");
     wait_for(Duration::from_secs(10), "scoring to resume", || {
@@ -956,4 +981,78 @@ fn a_changed_registry_is_picked_up_and_a_broken_one_refused() {
         log.contains("servers[2] (id 3): ip \"nope\" is not an address"),
         "{log}"
     );
+}
+
+#[test]
+fn the_monitor_systemd_unit_uses_real_flags_allows_adjtimex_and_verifies() {
+    let unit =
+        std::fs::read_to_string(crate::harness::repo("contrib/pooldns-monitor.service")).unwrap();
+    let lines: Vec<&str> = unit.lines().map(str::trim).collect();
+    for directive in [
+        "DynamicUser=yes",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "SystemCallFilter=@system-service",
+        "StateDirectory=pooldns-monitor",
+    ] {
+        assert!(lines.contains(&directive), "{directive} missing");
+    }
+    // adjtimex is in @clock, which the deny line's @privileged holds: it must be allowed
+    // again after that line.
+    let position = |line: &str| lines.iter().position(|l| *l == line);
+    let deny = position("SystemCallFilter=~@privileged @resources").expect("deny line");
+    let allow = position("SystemCallFilter=adjtimex").expect("adjtimex allowed");
+    assert!(allow > deny);
+    // ProtectClock= would deny adjtimex: the monitor could never score.
+    assert!(!lines.iter().any(|l| l.starts_with("ProtectClock=")));
+    let mut exec = String::new();
+    for line in unit.lines().skip_while(|l| !l.starts_with("ExecStart=")) {
+        let line = line.trim_end();
+        exec.push_str(line.trim_end_matches('\\'));
+        exec.push(' ');
+        if !line.ends_with('\\') {
+            break;
+        }
+    }
+    let words: Vec<&str> = exec
+        .trim_start_matches("ExecStart=")
+        .split_whitespace()
+        .collect();
+    assert_eq!(words[..2], ["/usr/local/bin/pooldns", "monitor"], "{exec}");
+    let help = Command::new(env!("CARGO_BIN_EXE_pooldns"))
+        .args(["monitor", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in words.iter().filter(|w| w.starts_with("--")) {
+        assert!(
+            help.contains(&format!("{flag} ")),
+            "{flag} is no monitor flag"
+        );
+    }
+    let Ok(status) = Command::new("systemd-analyze")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+    else {
+        eprintln!("SKIPPED systemd-analyze verify: systemd-analyze not found");
+        return;
+    };
+    assert!(status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("pooldns-monitor.service");
+    std::fs::write(
+        &copy,
+        unit.replace("/usr/local/bin/pooldns", env!("CARGO_BIN_EXE_pooldns")),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .current_dir(dir.path())
+        .output()
+        .expect("systemd-analyze verify");
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("pooldns-monitor.service"), "{stderr}");
 }
