@@ -48,15 +48,25 @@ struct Entry<'a> {
 /// Renders the feed from the book and writes it; failures are logged and counted.
 pub fn write_feed(monitor: &Monitor) {
     let bytes = render(monitor);
+    // Scores at their fixed points (20, −100) and peers' re-reads change nothing: an equal
+    // feed is not written again (serve would reload it for nothing).
+    if monitor.feed().is_some_and(|last| last.bytes == bytes) {
+        return;
+    }
     let path = &monitor.options.out;
     let written = crate::state::write_atomically(path, &bytes);
-    monitor.keep_feed(bytes);
-    let mut book = monitor.book();
     match written {
-        Ok(()) => book.counters.feed_writes += 1,
+        Ok(()) => {
+            monitor.keep_feed(bytes);
+            monitor.book().counters.feed_writes += 1;
+        }
         Err(e) => {
-            book.counters.feed_write_errors += 1;
-            drop(book);
+            {
+                let mut book = monitor.book();
+                book.counters.feed_write_errors += 1;
+                // Try again at the next write interval, change or not.
+                book.changed = true;
+            }
             tracing::error!("{}: cannot write the feed: {e}", path.display());
         }
     }
@@ -129,6 +139,9 @@ mod tests {
             feed.servers[1].zones,
             Some(vec!["de".to_owned(), "europe".to_owned()])
         );
+        assert_eq!(monitor.book().counters.feed_writes, 1);
+        // Nothing changed: not written again.
+        write_feed(&monitor);
         assert_eq!(monitor.book().counters.feed_writes, 1);
     }
 }
