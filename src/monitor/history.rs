@@ -242,6 +242,10 @@ impl History {
             slot.score = half(&chunk[..4])?;
             slot.offset = half(&chunk[4..])?;
         }
+        // Probe times are u32 seconds: no bucket beyond theirs.
+        if saved.newest > u64::from(u32::MAX) / BUCKET_SECONDS {
+            return Err(format!("bucket number {} is beyond 2106", saved.newest));
+        }
         h.newest = saved.newest;
         Ok(h)
     }
@@ -338,8 +342,12 @@ mod tests {
         let mut bad = saved.clone();
         bad.buckets.pop();
         assert!(History::from_saved(&bad).is_err());
-        let mut bad = saved;
+        let mut bad = saved.clone();
         bad.buckets.replace_range(0..1, "g");
+        assert!(History::from_saved(&bad).is_err());
+        // A bucket number no probe time can have would overflow the times of the view.
+        let mut bad = saved;
+        bad.newest = u64::MAX;
         assert!(History::from_saved(&bad).is_err());
     }
 

@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Book, Monitor, unix};
 
+/// Seconds a score's time may be ahead of our clock and still count.
+const MAX_AHEAD: u64 = 300;
+
 /// Largest `/monitor/scores.json` read from a peer.
 const MAX_SCORES_BYTES: u64 = 64 << 20;
 
@@ -103,7 +106,9 @@ pub fn feed_score(book: &Book, index: usize, now: u64, window: Duration) -> f64 
     let Some(tracked) = book.servers.get(index) else {
         return super::score::INITIAL;
     };
-    let fresh = |at: u64| now.saturating_sub(at) <= window.as_secs();
+    // A score from more than a few minutes in the future (a peer's clock far ahead, or a
+    // made-up time) is not fresh: it would never age out.
+    let fresh = |at: u64| at <= now + MAX_AHEAD && now.saturating_sub(at) <= window.as_secs();
     let mut values: Vec<f64> = Vec::with_capacity(book.peers.len() + 1);
     if tracked.scored_at.is_some_and(fresh) {
         values.push(tracked.score);
@@ -134,33 +139,35 @@ pub async fn run(monitor: Arc<Monitor>, mut stop: tokio::sync::watch::Receiver<b
     }
     loop {
         for (i, url) in monitor.options.peers.iter().enumerate() {
-            let url = url.clone();
+            let known: Arc<HashMap<u64, IpAddr>> = Arc::new(
+                monitor
+                    .book()
+                    .servers
+                    .iter()
+                    .map(|t| (t.server.id, t.server.ip))
+                    .collect(),
+            );
             let fetched = tokio::task::spawn_blocking({
                 let url = url.clone();
-                move || fetch(&url)
+                move || fetch(&url).and_then(|body| accept(&url, &body, &known))
             })
             .await
             .unwrap_or_else(|e| Err(e.to_string()));
             let mut book = monitor.book();
-            let known: HashMap<u64, IpAddr> = book
-                .servers
-                .iter()
-                .map(|t| (t.server.id, t.server.ip))
-                .collect();
             let Some(peer) = book.peers.get_mut(i) else {
                 continue;
             };
             match fetched {
-                Ok(file) => {
-                    let (scores, skipped) = accept(&file, &known);
-                    if skipped > 0 && peer.skipped != skipped {
+                Ok(accepted) => {
+                    if accepted.skipped > 0 && peer.skipped != accepted.skipped {
                         tracing::warn!(
-                            "peer {url}: {skipped} entries skipped (not a server of our \
-                             registry with the same address, or not a score)"
+                            "peer {url}: {} entries skipped, the first: {}",
+                            accepted.skipped,
+                            accepted.first_reason.as_deref().unwrap_or("")
                         );
                     }
-                    peer.scores = scores;
-                    peer.skipped = skipped;
+                    peer.scores = accepted.scores;
+                    peer.skipped = accepted.skipped;
                     peer.fetched_at = Some(SystemTime::now());
                     if peer.error.take().is_some() {
                         tracing::info!("peer {url}: answering again");
@@ -182,28 +189,65 @@ pub async fn run(monitor: Arc<Monitor>, mut stop: tokio::sync::watch::Receiver<b
     }
 }
 
-/// The scores of `file` for servers we know by the same id and address, and how many
-/// entries were skipped.
-fn accept(file: &ScoresFile, known: &HashMap<u64, IpAddr>) -> (HashMap<u64, (f64, u64)>, usize) {
-    let mut scores = HashMap::with_capacity(file.servers.len());
-    let mut skipped = 0;
-    for entry in &file.servers {
-        let ours = known.get(&entry.id) == Some(&entry.ip.to_canonical());
-        let valid = entry.score.is_finite() && (-100.0..=20.0).contains(&entry.score);
-        match (ours, valid, entry.scored_at) {
-            (true, true, Some(at)) => {
-                scores.insert(entry.id, (entry.score, at));
-            }
-            // Never scored there yet: nothing to take, nothing wrong.
-            (true, true, None) => {}
-            _ => skipped += 1,
-        }
-    }
-    (scores, skipped)
+/// What a peer's answer gave.
+#[derive(Debug, Default)]
+struct Accepted {
+    /// Scores of servers we know by the same id and address: (score, scored_at).
+    scores: HashMap<u64, (f64, u64)>,
+    /// Entries skipped.
+    skipped: usize,
+    /// Why the first skipped entry was, naming it.
+    first_reason: Option<String>,
 }
 
-/// GETs `{url}/monitor/scores.json`.
-fn fetch(url: &str) -> Result<ScoresFile, String> {
+/// `/monitor/scores.json` as read: entries stay raw, so that one bad entry is skipped
+/// alone (as a feed's are).
+#[derive(Deserialize)]
+struct RawScores<'a> {
+    #[serde(borrow)]
+    servers: Vec<&'a serde_json::value::RawValue>,
+}
+
+/// The scores in a peer's answer `body` (from `url`) for servers we know by the same id
+/// and address. Only an answer that is not JSON of the right shape fails as a whole.
+fn accept(url: &str, body: &[u8], known: &HashMap<u64, IpAddr>) -> Result<Accepted, String> {
+    let raw: RawScores =
+        serde_json::from_slice(body).map_err(|e| format!("{url}: not monitor scores: {e}"))?;
+    let mut accepted = Accepted {
+        scores: HashMap::with_capacity(raw.servers.len()),
+        ..Accepted::default()
+    };
+    for (index, entry) in raw.servers.iter().enumerate() {
+        let reason = match serde_json::from_str::<ScoreEntry>(entry.get()) {
+            Err(e) => Some(e.to_string()),
+            Ok(e) if known.get(&e.id) != Some(&e.ip.to_canonical()) => Some(format!(
+                "id {} at {} is not a server of our registry",
+                e.id, e.ip
+            )),
+            Ok(e) if !(e.score.is_finite() && (-100.0..=20.0).contains(&e.score)) => Some(format!(
+                "id {}: score {} is not between -100 and 20",
+                e.id, e.score
+            )),
+            Ok(e) => {
+                // Never scored there yet: nothing to take, nothing wrong.
+                if let Some(at) = e.scored_at {
+                    accepted.scores.insert(e.id, (e.score, at));
+                }
+                None
+            }
+        };
+        if let Some(reason) = reason {
+            accepted.skipped += 1;
+            accepted
+                .first_reason
+                .get_or_insert_with(|| format!("{url}: servers[{index}]: {reason}"));
+        }
+    }
+    Ok(accepted)
+}
+
+/// GETs `{url}/monitor/scores.json`: the body.
+fn fetch(url: &str) -> Result<Vec<u8>, String> {
     let target = format!("{}/monitor/scores.json", url.trim_end_matches('/'));
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(10)))
@@ -213,13 +257,12 @@ fn fetch(url: &str) -> Result<ScoresFile, String> {
         .get(&target)
         .call()
         .map_err(|e| format!("{target}: {e}"))?;
-    let body = response
+    response
         .body_mut()
         .with_config()
         .limit(MAX_SCORES_BYTES)
         .read_to_vec()
-        .map_err(|e| format!("{target}: {e}"))?;
-    serde_json::from_slice(&body).map_err(|e| format!("{target}: not monitor scores: {e}"))
+        .map_err(|e| format!("{target}: {e}"))
 }
 
 /// This monitor's scores as served at `/monitor/scores.json`.
@@ -284,13 +327,14 @@ mod tests {
         let mut book = book();
         let window = Duration::from_secs(1200);
         assert_eq!(feed_score(&book, 0, 1100, window), 18.0);
-        for (score, at) in [(4.0, 1100), (12.0, 2000), (-50.0, 1)] {
+        for (score, at) in [(4.0, 1100), (12.0, 1250), (-50.0, 1), (-99.0, 9_999_999)] {
             book.peers.push(PeerScores {
                 scores: HashMap::from([(1, (score, at))]),
                 ..PeerScores::default()
             });
         }
-        // The third peer's score is too old: median of 18, 4, 12.
+        // The third peer's score is too old, the fourth's from the future: median of 18,
+        // 4, 12.
         assert_eq!(feed_score(&book, 0, 1300, window), 12.0);
         // Ours too old as well: median of 4 and 12.
         assert_eq!(feed_score(&book, 0, 2250, window), 8.0);
@@ -306,17 +350,22 @@ mod tests {
             .iter()
             .map(|t| (t.server.id, t.server.ip))
             .collect();
-        let file: ScoresFile = serde_json::from_str(
-            r#"{"time": 5, "scoring": true, "servers": [
+        let body = br#"{"time": 5, "scoring": true, "servers": [
                 {"id": 1, "ip": "192.0.2.1", "score": 7.5, "scored_at": 4},
                 {"id": 2, "ip": "192.0.2.9", "score": 7.5, "scored_at": 4},
                 {"id": 3, "ip": "192.0.2.3", "score": 7.5, "scored_at": 4},
-                {"id": 2, "ip": "192.0.2.2", "score": 99, "scored_at": 4}
-            ]}"#,
-        )
-        .unwrap();
-        let (scores, skipped) = accept(&file, &known);
-        assert_eq!(scores, HashMap::from([(1, (7.5, 4))]));
-        assert_eq!(skipped, 3);
+                {"id": 2, "ip": "192.0.2.2", "score": 99, "scored_at": 4},
+                {"id": 2, "ip": "not an address", "score": 1, "scored_at": 4},
+                {"id": 2, "ip": "192.0.2.2", "score": 1, "scored_at": null}
+            ]}"#;
+        let accepted = accept("http://peer", body, &known).unwrap();
+        assert_eq!(accepted.scores, HashMap::from([(1, (7.5, 4))]));
+        assert_eq!(accepted.skipped, 4);
+        assert_eq!(
+            accepted.first_reason.as_deref(),
+            Some("http://peer: servers[1]: id 2 at 192.0.2.9 is not a server of our registry")
+        );
+        let e = accept("http://peer", b"[1, 2]", &known).unwrap_err();
+        assert!(e.starts_with("http://peer: not monitor scores"), "{e}");
     }
 }
