@@ -119,6 +119,9 @@ fn classify(state: i32, status: i32, max_error_us: i64) -> ClockState {
 
 /// Fewest servers with a recent offset before the monitor judges its own clock by them.
 pub const SUSPECT_MIN_SERVERS: usize = 5;
+/// Offsets older than this do not count toward the suspicion: each server's latest within
+/// the last 10 minutes does.
+pub const SUSPECT_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 /// An offset beyond this (seconds) is a disagreement.
 pub const SUSPECT_OFFSET: f64 = 0.100;
 

@@ -479,7 +479,7 @@ async fn watch_clock(monitor: Arc<Monitor>, mut stop: tokio::sync::watch::Receiv
         let reason = {
             let mut book = monitor.book();
             book.clock = Some(state);
-            book.check_suspicion(SystemTime::now(), Duration::from_secs(600));
+            book.check_suspicion(SystemTime::now(), clock::SUSPECT_WINDOW);
             book.not_scoring_because()
         };
         if was.as_ref() != Some(&reason) {
