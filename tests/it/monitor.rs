@@ -317,7 +317,7 @@ impl Monitor {
             "--interval",
             "1s",
             "--timeout",
-            "400ms",
+            "800ms",
             "--write-interval",
             "200ms",
             "--peer-interval",
@@ -906,7 +906,7 @@ fn once_prints_a_table_and_fails_when_a_server_loses_points() {
     std::fs::write(&registry_path, registry(&hosts)).unwrap();
     let run = |path: &Path| {
         ns.command(env!("CARGO_BIN_EXE_pooldns"))
-            .args(["monitor", "--once", "--timeout", "250ms", "--servers"])
+            .args(["monitor", "--once", "--timeout", "800ms", "--servers"])
             .arg(path)
             .output()
             .expect("run monitor --once")
