@@ -709,32 +709,11 @@ fn monitor(args: MonitorArgs) -> anyhow::Result<()> {
 /// `monitor --once`: probes every server once and prints a table; true when no probe lost
 /// points.
 async fn monitor_once(monitor: std::sync::Arc<pooldns::monitor::Monitor>) -> anyhow::Result<bool> {
-    use pooldns::monitor::{ntp, probe::Prober, schedule, score};
+    use pooldns::monitor::{probe::Prober, render_once, schedule};
     let prober = Prober::bind(monitor.options.port, monitor.options.timeout)?;
     let outcomes = schedule::once(&monitor, prober.clone()).await;
     prober.close();
-    let book = monitor.book();
-    println!(
-        "{:>8}  {:<39}  {:<22}  {:>10}  {:>9}  {:>7}  {:<15}  {:>7}",
-        "id", "address", "result", "offset ms", "delay ms", "stratum", "refid", "step"
-    );
-    let mut all_good = true;
-    for (tracked, outcome) in book.servers.iter().zip(&outcomes) {
-        let m = outcome.measurement();
-        let step = score::step(outcome);
-        all_good &= step.step > 0.0;
-        let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{:.3}", v * 1000.0));
-        println!(
-            "{:>8}  {:<39}  {:<22}  {:>10}  {:>9}  {:>7}  {:<15}  {:>+7.3}",
-            tracked.server.id,
-            tracked.server.ip.to_string(),
-            outcome.kind(),
-            ms(m.map(|m| m.offset)),
-            ms(m.map(|m| m.delay)),
-            m.map_or("-".to_owned(), |m| m.stratum.to_string()),
-            m.map_or("-".to_owned(), |m| ntp::render_refid(m.refid)),
-            step.step,
-        );
-    }
+    let (table, all_good) = render_once(&monitor.book(), &outcomes);
+    print!("{table}");
     Ok(all_good)
 }

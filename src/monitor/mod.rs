@@ -468,6 +468,37 @@ pub async fn run(
     }
 }
 
+/// The table `pooldns monitor --once` prints: per server the result, offset and delay in
+/// ms, stratum, reference id and the step the score rule gives it; and whether every probe
+/// gained points.
+pub fn render_once(book: &Book, outcomes: &[Outcome]) -> (String, bool) {
+    use std::fmt::Write as _;
+    let mut out = format!(
+        "{:>8}  {:<39}  {:<22}  {:>10}  {:>9}  {:>7}  {:<15}  {:>7}\n",
+        "id", "address", "result", "offset ms", "delay ms", "stratum", "refid", "step"
+    );
+    let mut all_good = true;
+    let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{:.3}", v * 1000.0));
+    for (tracked, outcome) in book.servers.iter().zip(outcomes) {
+        let m = outcome.measurement();
+        let step = score::step(outcome);
+        all_good &= step.step > 0.0;
+        let _ = writeln!(
+            out,
+            "{:>8}  {:<39}  {:<22}  {:>10}  {:>9}  {:>7}  {:<15}  {:>+7.3}",
+            tracked.server.id,
+            tracked.server.ip.to_string(),
+            outcome.kind(),
+            ms(m.map(|m| m.offset)),
+            ms(m.map(|m| m.delay)),
+            m.map_or("-".to_owned(), |m| m.stratum.to_string()),
+            m.map_or("-".to_owned(), |m| ntp::render_refid(m.refid)),
+            step.step,
+        );
+    }
+    (out, all_good)
+}
+
 /// Reads the clock every second, and the suspicion with it; logs each change.
 async fn watch_clock(monitor: Arc<Monitor>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut was: Option<Option<String>> = None;
@@ -572,6 +603,51 @@ mod tests {
             country: "de".into(),
             zones: None,
         }
+    }
+
+    #[test]
+    fn the_once_table_shows_each_result_and_its_step() {
+        let book = Book::new(vec![server(1, "192.0.2.1"), server(2, "192.0.2.2")]);
+        let ok = Outcome::Time(ntp::Measurement {
+            offset: 0.0123,
+            delay: 0.004,
+            stratum: 2,
+            leap: 0,
+            refid: *b"GPS\0",
+        });
+        let (table, all_good) = render_once(&book, &[ok, Outcome::NoResponse]);
+        let lines: Vec<Vec<&str>> = table
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            lines[1],
+            [
+                "1",
+                "192.0.2.1",
+                "ok",
+                "12.300",
+                "4.000",
+                "2",
+                "GPS",
+                "+1.000"
+            ]
+        );
+        assert_eq!(
+            lines[2],
+            [
+                "2",
+                "192.0.2.2",
+                "no_response",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-5.000"
+            ]
+        );
+        assert!(!all_good);
+        assert!(render_once(&book, &[ok, ok]).1);
     }
 
     #[test]
