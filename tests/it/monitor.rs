@@ -178,22 +178,37 @@ const NTP_UNIX: u64 = 2_208_988_800;
 
 /// Our clock plus `offset` seconds as an NTP timestamp, computed in integers.
 fn ntp_time(offset: f64) -> u64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    ntp_time_at(SystemTime::now(), offset)
+}
+
+/// `at` plus `offset` seconds as an NTP timestamp.
+fn ntp_time_at(at: SystemTime, offset: f64) -> u64 {
+    let since = at.duration_since(UNIX_EPOCH).unwrap();
     let nanos =
         since.as_nanos() as i128 + (offset * 1e9) as i128 + NTP_UNIX as i128 * 1_000_000_000;
     ((nanos << 32) / 1_000_000_000) as u64
 }
 
-/// A server reply: `origin` echoed, receive and transmit times `offset` ahead.
-fn reply(leap: u8, stratum: u8, refid: &[u8; 4], origin: u64, offset: f64) -> [u8; 48] {
+/// A server reply: `origin` echoed, the receive time `received` (taken when the request
+/// arrived, already `offset` ahead) and the transmit time now, `offset` ahead. Taking T2 at
+/// arrival and T3 at sending keeps the responder's own delays (a busy test machine) out of
+/// the offset, as a real server does.
+fn reply(
+    leap: u8,
+    stratum: u8,
+    refid: &[u8; 4],
+    origin: u64,
+    received: u64,
+    offset: f64,
+) -> [u8; 48] {
     let mut p = [0u8; 48];
     p[0] = (leap << 6) | (4 << 3) | 4;
     p[1] = stratum;
     p[12..16].copy_from_slice(refid);
     let t = ntp_time(offset);
-    p[16..24].copy_from_slice(&t.to_be_bytes());
+    p[16..24].copy_from_slice(&received.to_be_bytes());
     p[24..32].copy_from_slice(&origin.to_be_bytes());
-    p[32..40].copy_from_slice(&t.to_be_bytes());
+    p[32..40].copy_from_slice(&received.to_be_bytes());
     p[40..48].copy_from_slice(&t.to_be_bytes());
     p
 }
@@ -227,6 +242,7 @@ impl Responder {
                     let Ok((n, from)) = socket.recv_from(&mut buf) else {
                         continue;
                     };
+                    let arrived = SystemTime::now();
                     if n < 48 {
                         continue;
                     }
@@ -235,17 +251,21 @@ impl Responder {
                     let send = |p: [u8; 48]| {
                         let _ = socket.send_to(&p, from);
                     };
+                    let answer = |leap, stratum, refid, origin, offset| {
+                        let t2 = ntp_time_at(arrived, offset);
+                        reply(leap, stratum, refid, origin, t2, offset)
+                    };
                     match fault {
-                        Fault::Offset(o) => send(reply(0, 2, b"TEST", origin, o)),
-                        Fault::Kiss(code) => send(reply(3, 0, code, origin, 0.0)),
-                        Fault::Leap3 => send(reply(3, 2, b"TEST", origin, 0.0)),
-                        Fault::Stratum0 => send(reply(0, 0, &[0; 4], origin, 0.001)),
+                        Fault::Offset(o) => send(answer(0, 2, b"TEST", origin, o)),
+                        Fault::Kiss(code) => send(answer(3, 0, code, origin, 0.0)),
+                        Fault::Leap3 => send(answer(3, 2, b"TEST", origin, 0.0)),
+                        Fault::Stratum0 => send(answer(0, 0, &[0; 4], origin, 0.001)),
                         Fault::Silent => {}
-                        Fault::WrongOrigin => send(reply(0, 2, b"TEST", origin ^ 1, 0.001)),
+                        Fault::WrongOrigin => send(answer(0, 2, b"TEST", origin ^ 1, 0.001)),
                         Fault::SpoofThenReal => {
-                            send(reply(0, 2, b"TEST", origin.wrapping_add(1 << 32), 5.0));
+                            send(answer(0, 2, b"TEST", origin.wrapping_add(1 << 32), 5.0));
                             std::thread::sleep(Duration::from_millis(10));
-                            send(reply(0, 2, b"TEST", origin, 0.001));
+                            send(answer(0, 2, b"TEST", origin, 0.001));
                         }
                     }
                 }
