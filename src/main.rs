@@ -715,5 +715,11 @@ async fn monitor_once(monitor: std::sync::Arc<pooldns::monitor::Monitor>) -> any
     prober.close();
     let (table, all_good) = render_once(&monitor.book(), &outcomes);
     print!("{table}");
+    // Offsets are only as good as our clock: say so when it is not synchronised.
+    if let pooldns::monitor::clock::ClockState::Unsynchronised(why) = monitor.options.clock.read() {
+        eprintln!(
+            "pooldns: note: the offsets are against a local clock that is not synchronised: {why}"
+        );
+    }
     Ok(all_good)
 }
