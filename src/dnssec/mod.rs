@@ -71,6 +71,7 @@
 pub mod key;
 pub mod keyfile;
 pub mod sign;
+pub mod zone;
 
 use std::path::Path;
 

@@ -159,6 +159,10 @@ pub struct Table {
     /// How long the plan took, of that (the demand prior included the first time a
     /// GeoIP database is used).
     pub plan_time: Duration,
+    /// The signed parts of the zone, with `[dnssec]` (DESIGN §4.1).
+    pub signed: Option<Arc<crate::dnssec::zone::SignedZone>>,
+    /// Why signing failed, if it did: such a table is never published.
+    pub signing_error: Option<String>,
 }
 
 /// The CHAOS TXT records, rendered.
@@ -388,7 +392,20 @@ impl Table {
                 ttl: config.ns_ttl,
                 rdata: n.clone().into_boxed_slice(),
             })
-            .collect();
+            .collect::<Box<[Rr]>>();
+        let unix_now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let (signed, signing_error) = match crate::dnssec::zone::SignedZone::build(
+            &config,
+            &names,
+            &soa,
+            &soa_negative,
+            &ns,
+            unix_now,
+        ) {
+            None => (None, None),
+            Some(Ok(zone)) => (Some(Arc::new(zone)), None),
+            Some(Err(e)) => (None, Some(e)),
+        };
         Table {
             config,
             names,
@@ -416,6 +433,8 @@ impl Table {
             built_at: now,
             build_time: started.elapsed(),
             plan_time,
+            signed,
+            signing_error,
         }
     }
 

@@ -233,6 +233,11 @@ impl Names {
         self.map.get(key)
     }
 
+    /// Every name (relative wire key) with its node, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Node)> {
+        self.map.iter().map(|(k, n)| (&k[..], n))
+    }
+
     /// Number of names (for the status page and tests).
     pub fn len(&self) -> usize {
         self.map.len()
