@@ -140,6 +140,7 @@ pub fn explain(table: &Table, ip: IpAddr, qname: &str, qtype: u16) -> Result<Str
             source_prefix: if ip.is_ipv4() { 32 } else { 128 },
             address: ip,
         }),
+        dnssec_ok: false,
     };
     let question = crate::wire::Question {
         qname: &wire,

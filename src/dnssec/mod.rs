@@ -68,6 +68,7 @@
 //! hiding and costs a hash per negative query; compact denial (RFC 9824) needs a signature
 //! per query.
 
+pub mod answer;
 pub mod key;
 pub mod keyfile;
 pub mod sign;
