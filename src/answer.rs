@@ -127,6 +127,10 @@ pub struct Signatures<'t> {
     pub nsec: [Option<&'t crate::dnssec::zone::Nsec>; 2],
     /// The NSEC records' TTL.
     pub nsec_ttl: u32,
+    /// A pool answer's CNAME from the qname to its source name: the answer section is the
+    /// CNAME and its RRSIGs, then the pool records and `answer`'s RRSIGs at the source
+    /// name.
+    pub cname: Option<&'t crate::dnssec::zone::Cname>,
 }
 /// An Extended DNS Error (RFC 8914 §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -218,7 +218,7 @@ pub fn explain(table: &Table, ip: IpAddr, qname: &str, qtype: u16) -> Result<Str
     let client = match pool.target {
         Target::Geo => Some(region.country),
         Target::Country(c) => Some(Some(c)),
-        Target::Continent(_) => None,
+        Target::Continent(_) | Target::Source(_) => None,
     };
     if let (Some(plans), Some(client)) = (&table.plan, client) {
         explain_plan(

@@ -7,7 +7,7 @@ use rand::Rng;
 use super::zone::SignedZone;
 use crate::answer::{Answer, Records, relative_key};
 use crate::name::MAX_NAME_LEN;
-use crate::table::Table;
+use crate::table::{Family, Table, Target};
 use crate::wire::{Question, Rcode, rtype};
 
 /// Adds the DNSSEC records to `a`, the answer to `question` from `table` without them.
@@ -18,7 +18,7 @@ pub fn sign<'t, R: Rng + ?Sized>(
     zone: &'t SignedZone,
     question: &Question<'_>,
     mut a: Answer<'t>,
-    _rng: &mut R,
+    rng: &mut R,
 ) -> Answer<'t> {
     let origin = &table.config.origin;
     let mut key_buf = [0u8; MAX_NAME_LEN];
@@ -36,7 +36,7 @@ pub fn sign<'t, R: Rng + ?Sized>(
     let owner = &owner_buf[..owner_len];
 
     let node = table.names.get(key).filter(|n| n.debug.is_none());
-    let Some(_node) = node else {
+    let Some(node) = node else {
         deny_name(table, zone, key, owner, &mut a);
         return a;
     };
@@ -67,9 +67,50 @@ pub fn sign<'t, R: Rng + ?Sized>(
             a.dnssec.nsec = [zone.nsec_for(owner), None];
             a.dnssec.nsec_ttl = zone.nsec_ttl;
         }
-        // Pool answers are signed by variant (next step of issue 15); debugging TXT
-        // answers cannot reach here.
-        Records::Pool { .. } | Records::Txt { .. } => {}
+        Records::Pool {
+            rtype: t,
+            ttl,
+            members,
+            ..
+        } => {
+            let (t, ttl, members) = (*t, *ttl, *members);
+            let family = if t == rtype::AAAA {
+                Family::V6
+            } else {
+                Family::V4
+            };
+            let number = node.pool.and_then(|p| p.number);
+            let signed = a.zone.and_then(|z| {
+                let set = zone.set(family, z, number)?;
+                let (picks, sigs) = set.pick(rng)?;
+                let cname = match node.pool.map(|p| p.target) {
+                    Some(Target::Source(_)) => None,
+                    _ => Some(zone.cname(key, z)?),
+                };
+                Some((picks, sigs, cname))
+            });
+            match signed {
+                Some((picks, sigs, cname)) => {
+                    a.answer = Records::Pool {
+                        rtype: t,
+                        ttl,
+                        picks,
+                        members,
+                    };
+                    a.dnssec.answer = sigs;
+                    a.dnssec.cname = cname;
+                }
+                None => {
+                    // Every source a draw can land on is signed at build; should one not
+                    // be, an unsigned answer would only be bogus.
+                    a.rcode = Rcode::SERVFAIL;
+                    a.answer = Records::Empty;
+                    a.authority = Records::Empty;
+                }
+            }
+        }
+        // Debugging TXT answers cannot reach here: their names are denied above.
+        Records::Txt { .. } => {}
     }
     a
 }

@@ -6,10 +6,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rand::{Rng, RngExt, SeedableRng};
+
 use super::key::Key;
 use super::sign::{RrSet, Validity, canonical_cmp, nsec_chain, rrsig_rdata};
-use crate::config::{AaaaPolicy, ZoneConfig};
-use crate::table::{Names, Rr};
+use crate::config::AaaaPolicy;
+use crate::plan::Source;
+use crate::select::{Picks, Sampler, Variants};
+use crate::table::{Family, Rr, SOURCE_LABEL, Table, Target, ZoneId};
 use crate::wire::{class, rtype};
 
 /// RRSIG RDATAs of one RRset, one per signing key.
@@ -22,6 +26,47 @@ pub struct Nsec {
     pub owner: Box<[u8]>,
     /// The RDATA: next owner and type bitmaps.
     pub rdata: Box<[u8]>,
+    /// Its signatures.
+    pub sigs: Sigs,
+}
+
+/// The signed answers of one source name and family: each a set of members with its
+/// weight and signatures.
+#[derive(Debug)]
+pub struct SignedSet {
+    picks: Box<[Picks]>,
+    /// Running sums of the weights.
+    ends: Box<[u64]>,
+    sigs: Box<[Sigs]>,
+}
+
+impl SignedSet {
+    /// Picks an answer by weight: its members (in random order) and signatures.
+    pub fn pick<R: Rng + ?Sized>(&self, rng: &mut R) -> Option<(Picks, &[Box<[u8]>])> {
+        let total = *self.ends.last()?;
+        let point = rng.random_range(0..total);
+        let i = self.ends.partition_point(|&end| end <= point);
+        let mut picks = *self.picks.get(i)?;
+        picks.shuffle(rng);
+        Some((picks, &self.sigs[i]))
+    }
+
+    /// Number of answers.
+    pub fn len(&self) -> usize {
+        self.picks.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.picks.is_empty()
+    }
+}
+
+/// A signed CNAME from a pool name to a source name.
+#[derive(Debug)]
+pub struct Cname {
+    /// The record (its RDATA: the source name, full wire form).
+    pub rr: Rr,
     /// Its signatures.
     pub sigs: Sigs,
 }
@@ -53,22 +98,35 @@ pub struct SignedZone {
     pub signing_time: Duration,
     /// The keys: (tag, algorithm, KSK, signs now).
     pub keys: Vec<(u16, u8, bool, bool)>,
+    /// Signed answers per (family, zone index, number slot: 0 unnumbered, 1 + n).
+    sets: HashMap<(u8, u16, u8), SignedSet>,
+    /// Per pool name key, per source zone index: the CNAME to the source name.
+    cnames: HashMap<Box<[u8]>, Vec<(u16, Cname)>>,
 }
 
 impl SignedZone {
-    /// Signs what a table of `config` serves besides the pool answers, at Unix time `now`.
-    /// None when the configuration has no `[dnssec]` or its keys were not loaded.
-    pub fn build(
-        config: &ZoneConfig,
-        names: &Names,
-        soa: &Rr,
-        soa_negative: &Rr,
-        ns: &[Rr],
-        now: u64,
-    ) -> Option<Result<SignedZone, String>> {
-        let d = config.dnssec.as_ref()?;
+    /// Signs what `table` serves, at Unix time `now`. None when its configuration has no
+    /// `[dnssec]` or its keys were not loaded.
+    pub fn build(table: &Table, now: u64) -> Option<Result<SignedZone, String>> {
+        let d = table.config.dnssec.as_ref()?;
         let keys = d.keys.as_ref()?;
-        Some(sign(config, names, keys, soa, soa_negative, ns, now))
+        Some(sign(table, keys, now))
+    }
+
+    /// The signed answers of a source: a family, a zone, a name's number.
+    pub fn set(&self, family: Family, zone: ZoneId, number: Option<u8>) -> Option<&SignedSet> {
+        self.sets
+            .get(&(family as u8, zone.index() as u16, slot(number)))
+    }
+
+    /// The CNAME from the pool name `key` to the source name of `zone`.
+    pub fn cname(&self, key: &[u8], zone: ZoneId) -> Option<&Cname> {
+        let zone = zone.index() as u16;
+        self.cnames
+            .get(key)?
+            .iter()
+            .find(|(z, _)| *z == zone)
+            .map(|(_, c)| c)
     }
 
     /// The signatures of the RRset of `rtype` at the name `key` (relative wire key).
@@ -91,17 +149,15 @@ impl SignedZone {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn sign(
-    config: &ZoneConfig,
-    names: &Names,
-    keys: &Arc<[Key]>,
-    soa: &Rr,
-    soa_negative: &Rr,
-    ns: &[Rr],
-    now: u64,
-) -> Result<SignedZone, String> {
+fn slot(number: Option<u8>) -> u8 {
+    number.map_or(0, |n| n.saturating_add(1))
+}
+
+fn sign(table: &Table, keys: &Arc<[Key]>, now: u64) -> Result<SignedZone, String> {
     let started = Instant::now();
+    let config = &table.config;
+    let names = &table.names;
+    let (soa, soa_negative, ns) = (&table.soa, &table.soa_negative, &table.ns[..]);
     let d = config.dnssec.as_ref().ok_or("no [dnssec]")?;
     let validity = Validity {
         inception: now.saturating_sub(d.inception_offset.as_secs()),
@@ -247,7 +303,10 @@ fn sign(
             sigs: s,
         });
     }
+    let (sets, cnames) = sign_pool(table, &mut sign_set, &zsks)?;
     Ok(SignedZone {
+        sets,
+        cnames,
         dnskey,
         cds,
         cdnskey,
@@ -275,4 +334,209 @@ fn full_name(key: &[u8], origin: &[u8]) -> Vec<u8> {
     let mut owner = key.to_vec();
     owner.extend_from_slice(origin);
     owner
+}
+
+/// A signer of RRsets: owner, type, TTL, RDATAs, keys.
+type SignSet<'a> = dyn FnMut(&[u8], u16, u32, Vec<&[u8]>, &[&Key]) -> Result<Sigs, String> + 'a;
+
+type PoolSigned = (
+    HashMap<(u8, u16, u8), SignedSet>,
+    HashMap<Box<[u8]>, Vec<(u16, Cname)>>,
+);
+
+/// The pool's signed answers: for every zone with servers, family and number, the
+/// answers a draw from it can give (see the module doc of [`crate::dnssec`]), and for
+/// every pool name the CNAMEs to the source names its draws can land on.
+fn sign_pool(
+    table: &Table,
+    sign_set: &mut SignSet<'_>,
+    zsks: &[&Key],
+) -> Result<PoolSigned, String> {
+    let config = &table.config;
+    let variants = config.dnssec.as_ref().map_or(32, |d| d.variants);
+    let ttl = config.answer_ttl;
+    let k = config.records;
+    let numbers: Vec<Option<u8>> = std::iter::once(None)
+        .chain((0..config.numbered).map(Some))
+        .collect();
+    let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
+    let mut sets = HashMap::new();
+    let mut live: Vec<ZoneId> = Vec::new();
+    for zone in ZoneId::all() {
+        let mut any = false;
+        for family in [Family::V4, Family::V6] {
+            if table.zone(zone, family).all.is_empty() {
+                continue;
+            }
+            any = true;
+            for &number in &numbers {
+                if family == Family::V6 {
+                    if let AaaaPolicy::OnlyNumbered(n) = config.aaaa {
+                        if number != Some(n) {
+                            continue;
+                        }
+                    }
+                }
+                let (_, sampler, fill) = table.source_samplers(zone, number, family);
+                let want = k.min(table.eligible(family));
+                let drawn = draw(sampler, fill, want, variants, &mut rng);
+                let owner = source_name(zone, number, &config.origin);
+                let rtype = if family == Family::V4 {
+                    rtype::A
+                } else {
+                    rtype::AAAA
+                };
+                let mut picks = Vec::with_capacity(drawn.len());
+                let mut ends = Vec::with_capacity(drawn.len());
+                let mut all_sigs = Vec::with_capacity(drawn.len());
+                let mut end = 0u64;
+                for (set, weight) in drawn {
+                    let rdatas: Vec<Vec<u8>> = set
+                        .iter()
+                        .filter_map(|&m| table.members.get(m as usize))
+                        .map(|m| match m.ip {
+                            std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+                            std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+                        })
+                        .collect();
+                    let refs: Vec<&[u8]> = rdatas.iter().map(Vec::as_slice).collect();
+                    all_sigs.push(sign_set(&owner, rtype, ttl, refs, zsks)?);
+                    picks.push(Picks::from_ids(&set));
+                    end += weight;
+                    ends.push(end);
+                }
+                sets.insert(
+                    (family as u8, zone.index() as u16, slot(number)),
+                    SignedSet {
+                        picks: picks.into_boxed_slice(),
+                        ends: ends.into_boxed_slice(),
+                        sigs: all_sigs.into_boxed_slice(),
+                    },
+                );
+            }
+        }
+        if any {
+            live.push(zone);
+        }
+    }
+
+    // CNAMEs: from each pool name to the source names its draws can land on.
+    let mut cnames: HashMap<Box<[u8]>, Vec<(u16, Cname)>> = HashMap::new();
+    for (key, node) in table.names.iter() {
+        let Some(pool) = node.pool else { continue };
+        let sources: Vec<ZoneId> = match pool.target {
+            Target::Source(_) => continue,
+            Target::Geo => live.clone(),
+            Target::Country(c) => match &table.plan {
+                Some(plans) => {
+                    let mut zones: Vec<ZoneId> = plans
+                        .iter()
+                        .flat_map(|p| p.row(Some(c)).shares().iter().map(|(s, _)| *s))
+                        .map(|s| match s {
+                            Source::Country(x) => ZoneId::Country(x),
+                            Source::Global => ZoneId::Global,
+                        })
+                        .chain([ZoneId::Global])
+                        .filter(|z| live.contains(z))
+                        .collect();
+                    zones.sort_by_key(|z| z.index());
+                    zones.dedup();
+                    zones
+                }
+                None => chain_zones(table, pool.target, &live),
+            },
+            Target::Continent(_) => chain_zones(table, pool.target, &live),
+        };
+        let mut owner = key.to_vec();
+        owner.extend_from_slice(&config.origin);
+        let mut list = Vec::with_capacity(sources.len());
+        for zone in sources {
+            let target = source_name(zone, pool.number, &config.origin);
+            let sigs = sign_set(&owner, rtype::CNAME, ttl, vec![&target[..]], zsks)?;
+            list.push((
+                zone.index() as u16,
+                Cname {
+                    rr: Rr {
+                        rtype: rtype::CNAME,
+                        ttl,
+                        rdata: target.into_boxed_slice(),
+                    },
+                    sigs,
+                },
+            ));
+        }
+        cnames.insert(key.into(), list);
+    }
+    Ok((sets, cnames))
+}
+
+/// The zones of a name's chain that have servers (zones mode, and continent names).
+fn chain_zones(table: &Table, target: Target, live: &[ZoneId]) -> Vec<ZoneId> {
+    table
+        .chain(target, crate::table::Region::default())
+        .zones()
+        .filter(|z| live.contains(z))
+        .collect()
+}
+
+/// The full wire name `[<n>.]<zone>._src.<origin>`.
+fn source_name(zone: ZoneId, number: Option<u8>, origin: &[u8]) -> Vec<u8> {
+    let mut name = Vec::with_capacity(32 + origin.len());
+    if let Some(n) = number {
+        name.extend_from_slice(&[1, b'0' + n]);
+    }
+    let label = zone.label();
+    name.push(label.len() as u8);
+    name.extend_from_slice(label.as_bytes());
+    name.push(SOURCE_LABEL.len() as u8);
+    name.extend_from_slice(SOURCE_LABEL.as_bytes());
+    name.extend_from_slice(origin);
+    name
+}
+
+/// The answers a draw from `sampler` (filled from `fill` up to `want` members when it
+/// has fewer) can give, with their weights: every answer of one ordering when there are
+/// at most 2 · `budget` of them, else `budget` by systematic sampling (module doc of
+/// [`crate::dnssec`]).
+fn draw<R: Rng + ?Sized>(
+    sampler: &Sampler,
+    fill: Option<&Sampler>,
+    want: usize,
+    budget: usize,
+    rng: &mut R,
+) -> Vec<(Vec<u32>, u64)> {
+    let of = |s: &Sampler, rng: &mut R| -> Variants {
+        let ordering = rng.random_range(0..s.orderings().max(1));
+        if s.len() <= 2 * budget {
+            s.variants_exact(ordering)
+        } else {
+            s.variants_sampled(ordering, budget, rng.random::<f64>())
+        }
+    };
+    let base = of(sampler, rng);
+    let mut out = Vec::with_capacity(base.len());
+    for i in 0..base.len() {
+        let set = base.set(i).to_vec();
+        match fill {
+            Some(fill) if set.len() < want && !fill.is_empty() => {
+                // The fill is an independent draw from the whole pool: one answer per
+                // answer of the fill's own variants, weights multiplied.
+                let extra = of(fill, rng);
+                for j in 0..extra.len() {
+                    let mut full = set.clone();
+                    for &m in extra.set(j) {
+                        if full.len() >= want {
+                            break;
+                        }
+                        if !full.contains(&m) {
+                            full.push(m);
+                        }
+                    }
+                    out.push((full, base.weight(i).saturating_mul(extra.weight(j)).max(1)));
+                }
+            }
+            _ => out.push((set, base.weight(i))),
+        }
+    }
+    out
 }

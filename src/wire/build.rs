@@ -304,8 +304,31 @@ pub fn build(
     let sections = if qdcount == 1 {
         (|| {
             let d = &answer.dnssec;
-            let an = w.records(answer_owner, answer.class, &answer.answer)?
-                + w.sigs(answer_owner, ttl_of(&answer.answer), d.answer)?;
+            let an = match d.cname {
+                None => {
+                    w.records(answer_owner, answer.class, &answer.answer)?
+                        + w.sigs(answer_owner, ttl_of(&answer.answer), d.answer)?
+                }
+                Some(cname) => {
+                    // The CNAME at the qname, then the records at its target, which they
+                    // point to inside the CNAME's RDATA.
+                    w.record(
+                        answer_owner,
+                        super::rtype::CNAME,
+                        answer.class,
+                        cname.rr.ttl,
+                        &[],
+                    )?;
+                    let target = w.pos;
+                    w.put(&cname.rr.rdata)?;
+                    w.set_u16(target - 2, cname.rr.rdata.len() as u16); // a name: <= 255
+                    let signatures = w.sigs(answer_owner, cname.rr.ttl, &cname.sigs)?;
+                    let owner = 0xc000 | target as u16; // within the first 512 bytes
+                    1 + signatures
+                        + w.records(owner, answer.class, &answer.answer)?
+                        + w.sigs(owner, ttl_of(&answer.answer), d.answer)?
+                }
+            };
             let ns = w.records(authority_owner, super::class::IN, &answer.authority)?
                 + w.sigs(authority_owner, ttl_of(&answer.authority), d.authority)?
                 + w.nsecs(d)?;
