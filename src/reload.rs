@@ -1168,6 +1168,14 @@ fn log_table(table: &Table, feed: &Feed, what: &str) {
     for empty in crate::report::empty_families(table) {
         tracing::warn!("{empty}");
     }
+    if let Some(z) = &table.signed {
+        tracing::info!(
+            signatures = z.signatures,
+            signing_ms = z.signing_time.as_secs_f64() * 1e3,
+            expires = %crate::report::utc_time(z.expiration),
+            "zone signed"
+        );
+    }
     tracing::info!(
         feed = %feed,
         eligible_v4 = table.eligible(Family::V4),

@@ -12,7 +12,7 @@ use super::key::Key;
 use super::sign::{RrSet, Validity, canonical_cmp, nsec_chain, rrsig_rdata};
 use crate::config::AaaaPolicy;
 use crate::plan::Source;
-use crate::select::{Picks, Sampler, Variants};
+use crate::select::{Picks, Sampler};
 use crate::table::{Family, Rr, SOURCE_LABEL, Table, Target, ZoneId};
 use crate::wire::{class, rtype};
 
@@ -303,7 +303,8 @@ fn sign(table: &Table, keys: &Arc<[Key]>, now: u64) -> Result<SignedZone, String
             sigs: s,
         });
     }
-    let (sets, cnames) = sign_pool(table, &mut sign_set, &zsks)?;
+    let (sets, cnames, pool_signatures) = sign_pool(table, &zsks, validity)?;
+    count += pool_signatures;
     Ok(SignedZone {
         sets,
         cnames,
@@ -336,22 +337,21 @@ fn full_name(key: &[u8], origin: &[u8]) -> Vec<u8> {
     owner
 }
 
-/// A signer of RRsets: owner, type, TTL, RDATAs, keys.
-type SignSet<'a> = dyn FnMut(&[u8], u16, u32, Vec<&[u8]>, &[&Key]) -> Result<Sigs, String> + 'a;
-
 type PoolSigned = (
     HashMap<(u8, u16, u8), SignedSet>,
     HashMap<Box<[u8]>, Vec<(u16, Cname)>>,
+    usize,
 );
+
+/// One RRset to sign: owner, type, RDATAs.
+type Job = (Vec<u8>, u16, Vec<Vec<u8>>);
 
 /// The pool's signed answers: for every zone with servers, family and number, the
 /// answers a draw from it can give (see the module doc of [`crate::dnssec`]), and for
-/// every pool name the CNAMEs to the source names its draws can land on.
-fn sign_pool(
-    table: &Table,
-    sign_set: &mut SignSet<'_>,
-    zsks: &[&Key],
-) -> Result<PoolSigned, String> {
+/// every pool name the CNAMEs to the source names its draws can land on. The RRsets are
+/// laid out first and signed by a few threads ([`crate::parallel`]); returns the number
+/// of signatures made too.
+fn sign_pool(table: &Table, zsks: &[&Key], validity: Validity) -> Result<PoolSigned, String> {
     let config = &table.config;
     let variants = config.dnssec.as_ref().map_or(32, |d| d.variants);
     let ttl = config.answer_ttl;
@@ -360,7 +360,9 @@ fn sign_pool(
         .chain((0..config.numbered).map(Some))
         .collect();
     let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
-    let mut sets = HashMap::new();
+    // (set key, picks, weights) per source, and the RRsets to sign in the same order.
+    let mut layouts: Vec<((u8, u16, u8), Vec<Picks>, Vec<u64>)> = Vec::new();
+    let mut jobs: Vec<Job> = Vec::new();
     let mut live: Vec<ZoneId> = Vec::new();
     for zone in ZoneId::all() {
         let mut any = false;
@@ -388,7 +390,6 @@ fn sign_pool(
                 };
                 let mut picks = Vec::with_capacity(drawn.len());
                 let mut ends = Vec::with_capacity(drawn.len());
-                let mut all_sigs = Vec::with_capacity(drawn.len());
                 let mut end = 0u64;
                 for (set, weight) in drawn {
                     let rdatas: Vec<Vec<u8>> = set
@@ -399,29 +400,26 @@ fn sign_pool(
                             std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
                         })
                         .collect();
-                    let refs: Vec<&[u8]> = rdatas.iter().map(Vec::as_slice).collect();
-                    all_sigs.push(sign_set(&owner, rtype, ttl, refs, zsks)?);
+                    jobs.push((owner.clone(), rtype, rdatas));
                     picks.push(Picks::from_ids(&set));
-                    end += weight;
+                    end = end.saturating_add(weight);
                     ends.push(end);
                 }
-                sets.insert(
+                layouts.push((
                     (family as u8, zone.index() as u16, slot(number)),
-                    SignedSet {
-                        picks: picks.into_boxed_slice(),
-                        ends: ends.into_boxed_slice(),
-                        sigs: all_sigs.into_boxed_slice(),
-                    },
-                );
+                    picks,
+                    ends,
+                ));
             }
         }
         if any {
             live.push(zone);
         }
     }
+    let set_jobs = jobs.len();
 
     // CNAMEs: from each pool name to the source names its draws can land on.
-    let mut cnames: HashMap<Box<[u8]>, Vec<(u16, Cname)>> = HashMap::new();
+    let mut cname_layout: Vec<(Box<[u8]>, Vec<(u16, Vec<u8>)>)> = Vec::new();
     for (key, node) in table.names.iter() {
         let Some(pool) = node.pool else { continue };
         let sources: Vec<ZoneId> = match pool.target {
@@ -449,12 +447,51 @@ fn sign_pool(
         };
         let mut owner = key.to_vec();
         owner.extend_from_slice(&config.origin);
-        let mut list = Vec::with_capacity(sources.len());
+        let mut targets = Vec::with_capacity(sources.len());
         for zone in sources {
             let target = source_name(zone, pool.number, &config.origin);
-            let sigs = sign_set(&owner, rtype::CNAME, ttl, vec![&target[..]], zsks)?;
+            jobs.push((owner.clone(), rtype::CNAME, vec![target.clone()]));
+            targets.push((zone.index() as u16, target));
+        }
+        cname_layout.push((key.into(), targets));
+    }
+
+    let origin = &config.origin;
+    let signed = crate::parallel::map(&jobs, 64, |(owner, rtype, rdatas)| {
+        let set = RrSet {
+            owner,
+            rtype: *rtype,
+            class: class::IN,
+            ttl,
+            rdatas: rdatas.iter().map(Vec::as_slice).collect(),
+        };
+        zsks.iter()
+            .map(|k| rrsig_rdata(&set, k, origin, validity).map(Vec::into_boxed_slice))
+            .collect::<Result<Vec<_>, String>>()
+            .map(Vec::into_boxed_slice)
+    });
+    let mut signed = signed.into_iter();
+    let mut sets = HashMap::with_capacity(layouts.len());
+    for (key, picks, ends) in layouts {
+        let sigs = (&mut signed)
+            .take(picks.len())
+            .collect::<Result<Vec<Sigs>, String>>()?;
+        sets.insert(
+            key,
+            SignedSet {
+                picks: picks.into_boxed_slice(),
+                ends: ends.into_boxed_slice(),
+                sigs: sigs.into_boxed_slice(),
+            },
+        );
+    }
+    let mut cnames = HashMap::with_capacity(cname_layout.len());
+    for (key, targets) in cname_layout {
+        let mut list = Vec::with_capacity(targets.len());
+        for (zone, target) in targets {
+            let sigs = signed.next().ok_or("a CNAME left unsigned")??;
             list.push((
-                zone.index() as u16,
+                zone,
                 Cname {
                     rr: Rr {
                         rtype: rtype::CNAME,
@@ -465,9 +502,10 @@ fn sign_pool(
                 },
             ));
         }
-        cnames.insert(key.into(), list);
+        cnames.insert(key, list);
     }
-    Ok((sets, cnames))
+    debug_assert!(set_jobs <= jobs.len());
+    Ok((sets, cnames, jobs.len() * zsks.len()))
 }
 
 /// The zones of a name's chain that have servers (zones mode, and continent names).
@@ -495,8 +533,10 @@ fn source_name(zone: ZoneId, number: Option<u8>, origin: &[u8]) -> Vec<u8> {
 }
 
 /// The answers a draw from `sampler` (filled from `fill` up to `want` members when it
-/// has fewer) can give, with their weights: every answer of one ordering when there are
-/// at most 2 · `budget` of them, else `budget` by systematic sampling (module doc of
+/// has fewer) can give, with their weights. A set of at most 2 · `budget` members gets
+/// every answer of several of its orderings (about 4 · `budget` answers in all, so that
+/// they stay varied; each ordering gives every member exactly its inclusion, and so does
+/// the mixture), a larger one `budget` answers by systematic sampling (module doc of
 /// [`crate::dnssec`]).
 fn draw<R: Rng + ?Sized>(
     sampler: &Sampler,
@@ -505,26 +545,17 @@ fn draw<R: Rng + ?Sized>(
     budget: usize,
     rng: &mut R,
 ) -> Vec<(Vec<u32>, u64)> {
-    let of = |s: &Sampler, rng: &mut R| -> Variants {
-        let ordering = rng.random_range(0..s.orderings().max(1));
-        if s.len() <= 2 * budget {
-            s.variants_exact(ordering)
-        } else {
-            s.variants_sampled(ordering, budget, rng.random::<f64>())
-        }
-    };
-    let base = of(sampler, rng);
+    let base = answers_of(sampler, budget, rng);
     let mut out = Vec::with_capacity(base.len());
-    for i in 0..base.len() {
-        let set = base.set(i).to_vec();
+    for (set, weight) in base {
         match fill {
             Some(fill) if set.len() < want && !fill.is_empty() => {
                 // The fill is an independent draw from the whole pool: one answer per
-                // answer of the fill's own variants, weights multiplied.
-                let extra = of(fill, rng);
-                for j in 0..extra.len() {
+                // answer of the fill, weights multiplied (the base has one answer, of
+                // weight 1, whenever it is short: it has at most k members).
+                for (extra, extra_weight) in answers_of(fill, budget, rng) {
                     let mut full = set.clone();
-                    for &m in extra.set(j) {
+                    for m in extra {
                         if full.len() >= want {
                             break;
                         }
@@ -532,10 +563,37 @@ fn draw<R: Rng + ?Sized>(
                             full.push(m);
                         }
                     }
-                    out.push((full, base.weight(i).saturating_mul(extra.weight(j)).max(1)));
+                    out.push((full, weight.saturating_mul(extra_weight)));
                 }
             }
-            _ => out.push((set, base.weight(i))),
+            _ => out.push((set, weight)),
+        }
+    }
+    out
+}
+
+/// The answers of one sampler with their weights (see [`draw`]).
+fn answers_of<R: Rng + ?Sized>(s: &Sampler, budget: usize, rng: &mut R) -> Vec<(Vec<u32>, u64)> {
+    let orderings = s.orderings();
+    if orderings == 0 {
+        return vec![(s.members().to_vec(), 1)];
+    }
+    let mut out = Vec::new();
+    if s.len() <= 2 * budget {
+        let per = (4 * budget / s.len()).clamp(1, orderings);
+        let first = rng.random_range(0..orderings);
+        for j in 0..per {
+            let v = s.variants_exact((first + j) % orderings);
+            for i in 0..v.len() {
+                // Each ordering's weights sum to the sampler's unit (about 2⁶²); scaled
+                // down so that 4,096 orderings' sum fits a u64, 2⁻³⁸ of a unit apart.
+                out.push((v.set(i).to_vec(), (v.weight(i) >> 24).max(1)));
+            }
+        }
+    } else {
+        let v = s.variants_sampled(rng.random_range(0..orderings), budget, rng.random::<f64>());
+        for i in 0..v.len() {
+            out.push((v.set(i).to_vec(), 1));
         }
     }
     out
