@@ -346,6 +346,13 @@ type PoolSigned = (
 /// One RRset to sign: owner, type, RDATAs.
 type Job = (Vec<u8>, u16, Vec<Vec<u8>>);
 
+/// A source's answers before signing: its key in `sets`, the answers, their running
+/// weights.
+type Layout = ((u8, u16, u8), Vec<Picks>, Vec<u64>);
+
+/// A pool name's CNAME targets before signing: (source zone index, source name).
+type Targets = (Box<[u8]>, Vec<(u16, Vec<u8>)>);
+
 /// The pool's signed answers: for every zone with servers, family and number, the
 /// answers a draw from it can give (see the module doc of [`crate::dnssec`]), and for
 /// every pool name the CNAMEs to the source names its draws can land on. The RRsets are
@@ -361,7 +368,7 @@ fn sign_pool(table: &Table, zsks: &[&Key], validity: Validity) -> Result<PoolSig
         .collect();
     let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
     // (set key, picks, weights) per source, and the RRsets to sign in the same order.
-    let mut layouts: Vec<((u8, u16, u8), Vec<Picks>, Vec<u64>)> = Vec::new();
+    let mut layouts: Vec<Layout> = Vec::new();
     let mut jobs: Vec<Job> = Vec::new();
     let mut live: Vec<ZoneId> = Vec::new();
     for zone in ZoneId::all() {
@@ -419,7 +426,7 @@ fn sign_pool(table: &Table, zsks: &[&Key], validity: Validity) -> Result<PoolSig
     let set_jobs = jobs.len();
 
     // CNAMEs: from each pool name to the source names its draws can land on.
-    let mut cname_layout: Vec<(Box<[u8]>, Vec<(u16, Vec<u8>)>)> = Vec::new();
+    let mut cname_layout: Vec<Targets> = Vec::new();
     for (key, node) in table.names.iter() {
         let Some(pool) = node.pool else { continue };
         let sources: Vec<ZoneId> = match pool.target {
