@@ -776,6 +776,21 @@ impl Checker<'_> {
         };
         let rrl = self.rrl(&file.rrl)?;
         let dnssec = file.dnssec.as_ref().map(|d| self.dnssec(d)).transpose()?;
+        if let Some(d) = &dnssec {
+            // Signatures are made at every table build, at least once per rotation: three
+            // rotations of validity keep a table whose rebuild failed serving valid ones.
+            if d.signature_validity.as_secs() < 3 * a.rotation {
+                return Err(self.invalid(
+                    "dnssec.signature_validity",
+                    format!(
+                        "{} seconds is less than three rotations (answers.rotation = {}): \
+                         signatures would expire between re-signings",
+                        d.signature_validity.as_secs(),
+                        a.rotation
+                    ),
+                ));
+            }
+        }
 
         Ok(ZoneConfig {
             path: self.path.to_owned(),
