@@ -373,6 +373,12 @@ fn signed_feed() -> String {
 /// A KSK and a ZSK (algorithm 13) in `dir`; the harness configuration signed with them;
 /// and delv's trust anchor for the zone.
 fn signed_setup(dir: &Path) -> (String, String) {
+    let (config, anchor, _) = signed_setup_with_dnskey(dir);
+    (config, anchor)
+}
+
+/// [`signed_setup`], and the KSK's DNSKEY record in zone-file syntax.
+fn signed_setup_with_dnskey(dir: &Path) -> (String, String, String) {
     use pooldns::dnssec::key;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -396,7 +402,14 @@ fn signed_setup(dir: &Path) -> (String, String) {
         fields[at + 3],
         fields[at + 4..].concat()
     );
-    (config, anchor)
+    let dnskey = format!(
+        "pool.test. DNSKEY {} {} {} {}",
+        fields[at + 1],
+        fields[at + 2],
+        fields[at + 3],
+        fields[at + 4..].concat()
+    );
+    (config, anchor, dnskey)
 }
 
 /// delv's verdict on NAME TYPE asked of `server` with `anchors`: its output.
@@ -613,5 +626,80 @@ async fn signed_answers_keep_every_share_and_stay_varied() {
         "only {} distinct signed answers",
         sets.len()
     );
+    server.stop().await;
+}
+
+/// Unbound, with the zone's KSK as its trust anchor and its subnet cache sending ECS,
+/// marks signed answers authentic (AD) for every kind of name, with and without a client
+/// subnet, and for denials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbound_validates_signed_answers_with_and_without_ecs() {
+    use crate::harness::{query, with_ecs, with_edns};
+    use hickory_proto::op::{Message, ResponseCode};
+    use hickory_proto::rr::RecordType;
+    let keys = tempfile::tempdir().unwrap();
+    let (config, _, dnskey) = signed_setup_with_dnskey(keys.path());
+    let server = crate::harness::TestServer::start_with(
+        &config,
+        &signed_feed(),
+        pooldns::server::ServerOptions::default(),
+    )
+    .await;
+    let Some(unbound) = crate::resolver::start_unbound_with(server.addr, Some(&dnskey)) else {
+        return;
+    };
+    let cases: [(&str, RecordType, Option<&str>, ResponseCode); 11] = [
+        ("0", RecordType::A, None, ResponseCode::NoError),
+        ("2", RecordType::AAAA, None, ResponseCode::NoError),
+        (
+            "@",
+            RecordType::A,
+            Some("81.2.69.142"),
+            ResponseCode::NoError,
+        ),
+        ("1", RecordType::A, Some("2.16.0.1"), ResponseCode::NoError),
+        ("de", RecordType::A, None, ResponseCode::NoError),
+        ("@", RecordType::SOA, None, ResponseCode::NoError),
+        ("@", RecordType::NS, None, ResponseCode::NoError),
+        ("@", RecordType::TXT, None, ResponseCode::NoError),
+        ("nothing", RecordType::A, None, ResponseCode::NXDomain),
+        ("ns1", RecordType::TXT, None, ResponseCode::NoError),
+        (
+            "0",
+            RecordType::AAAA,
+            Some("81.2.69.142"),
+            ResponseCode::NoError,
+        ),
+    ];
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    for (name, rtype, ecs, rcode) in cases {
+        let q = query(name, rtype);
+        let mut q = match ecs {
+            Some(addr) => with_ecs(q, addr, 24),
+            None => with_edns(q, 1232),
+        };
+        q.edns.as_mut().unwrap().set_dnssec_ok(true);
+        q.metadata.recursion_desired = true;
+        let bytes = q.to_vec().unwrap();
+        let m = loop {
+            socket.send_to(&bytes, unbound.addr).await.unwrap();
+            let got =
+                tokio::time::timeout(std::time::Duration::from_secs(5), socket.recv(&mut buf))
+                    .await;
+            if let Ok(Ok(len)) = got {
+                let m = Message::from_vec(&buf[..len]).unwrap();
+                if m.metadata.id == q.metadata.id {
+                    break m;
+                }
+            }
+        };
+        assert_eq!(m.metadata.response_code, rcode, "{name} {rtype}: {m:?}");
+        assert!(
+            m.metadata.authentic_data,
+            "{name} {rtype} (ECS {ecs:?}): Unbound did not validate it: {m:?}"
+        );
+    }
+    drop(unbound);
     server.stop().await;
 }
