@@ -379,13 +379,18 @@ fn signed_setup(dir: &Path) -> (String, String) {
 
 /// [`signed_setup`], and the KSK's DNSKEY record in zone-file syntax.
 fn signed_setup_with_dnskey(dir: &Path) -> (String, String, String) {
+    signed_setup_of(dir, 13)
+}
+
+/// [`signed_setup_with_dnskey`] with keys of `algorithm`.
+fn signed_setup_of(dir: &Path, algorithm: u8) -> (String, String, String) {
     use pooldns::dnssec::key;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let ksk = key::generate("pool.test", 13, true, dir, now).unwrap();
-    key::generate("pool.test", 13, false, dir, now).unwrap();
+    let ksk = key::generate("pool.test", algorithm, true, dir, now).unwrap();
+    key::generate("pool.test", algorithm, false, dir, now).unwrap();
     let config = format!(
         "{}\n[dnssec]\nkeys = \"{}\"\n",
         crate::harness::CONFIG,
@@ -702,4 +707,68 @@ async fn unbound_validates_signed_answers_with_and_without_ecs() {
     }
     drop(unbound);
     server.stop().await;
+}
+
+/// Ed25519 keys, a ZSK published ahead of its activation (the first step of a pre-publish
+/// rollover), and a second instance with the same keys and inputs: every answer validates
+/// from either instance, and the DNSKEY RRset holds the waiting key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ed25519_a_pre_published_zsk_and_a_second_instance_all_validate() {
+    if !bind_tools() || !Path::new("/usr/bin/delv").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "delv (bind9-dnsutils) missing"
+        );
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let (config, anchor, _) = signed_setup_of(keys.path(), 15);
+    // The next ZSK: published now, signing from 2100 on.
+    let next = pooldns::dnssec::key::generate("pool.test", 15, false, keys.path(), 0).unwrap();
+    let private = next.to_str().unwrap().replace(".key", ".private");
+    let text = std::fs::read_to_string(&private).unwrap();
+    let text = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("Activate:") {
+                "Activate: 21000101000000".to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&private, text + "\n").unwrap();
+    let anchors = keys.path().join("anchors");
+    std::fs::write(&anchors, anchor).unwrap();
+    let options = pooldns::server::ServerOptions::default;
+    let a = crate::harness::TestServer::start_with(&config, &signed_feed(), options()).await;
+    let b = crate::harness::TestServer::start_with(&config, &signed_feed(), options()).await;
+    let (addr_a, addr_b) = (a.addr, b.addr);
+    let results = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for addr in [addr_a, addr_b] {
+            for (name, rtype) in [
+                ("pool.test", "DNSKEY"),
+                ("0.pool.test", "A"),
+                ("de.pool.test", "A"),
+                ("nothing.pool.test", "A"),
+            ] {
+                out.push((addr, name, delv(addr, &anchors, name, rtype)));
+            }
+        }
+        out
+    })
+    .await
+    .unwrap();
+    for (addr, name, out) in results {
+        assert!(out.contains("fully validated"), "{addr} {name}: {out}");
+        if name == "pool.test" {
+            let dnskeys = out.lines().filter(|l| l.contains("\tDNSKEY\t")).count();
+            assert_eq!(dnskeys, 3, "KSK, ZSK and the waiting ZSK: {out}");
+            assert!(out.contains("RRSIG\tDNSKEY 15 "), "{out}");
+        }
+    }
+    a.stop().await;
+    b.stop().await;
 }
