@@ -34,6 +34,7 @@ NO_ECHO=0            # --no-echo: --compare without the udp_echo floor
 SCALING=0            # --scaling N: also a second pooldns with an N-server feed
 ZONES=0              # --zones: also a pooldns in balance.mode = "zones" (pd-zones)
 RRL=0                # --rrl: also a pooldns with response rate limiting on (pd-rrl)
+DNSSEC=0             # --dnssec: also a pooldns serving the zone signed (pd-signed)
 RELOAD=0
 QUICK=0
 KEEP=0
@@ -62,6 +63,10 @@ usage: benches/load.sh [options]
                      responses_per_second = 1000000 (pd-rrl): every answer is accounted and
                      none is limited, so pd-rrl / pooldns of q/CPU-s is what the accounting
                      costs per query
+  --dnssec           also run a second pooldns serving the zone signed (pd-signed, keys made by
+                     pooldns keygen), and the runs udp-do and udp-nodo (the same queries, all
+                     with EDNS, with and without DO): pd-signed's DO=1 / DO=0 q/CPU-s is what
+                     signed answers cost
   --reload           also run reload under load: rewrite the feed every ${RELOAD_EVERY} s while dnsperf
                      runs; report build time, swap time, RSS, lost and wrong answers
   --duration S       seconds per saturating run (default $DURATION; the reload run takes 2 x S)
@@ -95,6 +100,7 @@ while [ $# -gt 0 ]; do
         --scaling) SCALING=${2:?}; shift ;;
         --zones) ZONES=1 ;;
         --rrl) RRL=1 ;;
+        --dnssec) DNSSEC=1 ;;
         --quick) QUICK=1 ;;
         --keep) KEEP=1 ;;
         --duration) DURATION=${2:?}; shift ;;
@@ -368,6 +374,17 @@ if [ "$RRL" = 1 ]; then
     start_pooldns pd-rrl "$TMP/feed.json" "$TMP/rrl.toml"
     SERVER_LIST+=(pd-rrl)
 fi
+if [ "$DNSSEC" = 1 ]; then
+    grep -q '^\[dnssec\]' "$CONFIG" && die "$CONFIG already has a [dnssec] table"
+    mkdir -p "$TMP/keys"
+    "$POOLDNS" keygen --dir "$TMP/keys" --ksk > /dev/null
+    "$POOLDNS" keygen --dir "$TMP/keys" > /dev/null
+    sed "s|^geoip = .*|geoip = \"$GEOIP\"|" "$CONFIG" > "$TMP/signed.toml"
+    printf '\n[dnssec]\nkeys = "%s"\n' "$TMP/keys" >> "$TMP/signed.toml"
+    start_pooldns pd-signed "$TMP/feed.json" "$TMP/signed.toml"
+    SERVER_LIST+=(pd-signed)
+    case ",$RUNS," in *,udp-do,*) ;; *) RUNS="$RUNS,udp-do,udp-nodo" ;; esac
+fi
 if [ "$COMPARE" = 1 ]; then
     log "static zone for NSD and Knot: $(python3 "$LB" zone --feed "$TMP/feed-a.json" \
         --config "$CONFIG" --names "$TMP/q/names.json" --out "$TMP/pool.ntp.org.zone")"
@@ -421,6 +438,8 @@ one_run() {  # run server rep
         udp) measure "$server" udp "$rep" "" -- -d "$TMP/q/mix.bin" -l "$DURATION" ;;
         udp-ecs) measure "$server" udp-ecs "$rep" "" -- -d "$TMP/q/ecs.bin" -l "$DURATION" ;;
         tcp) measure "$server" tcp "$rep" "" -- -m tcp -d "$TMP/q/mix.bin" -l "$DURATION" ;;
+        udp-do) measure "$server" udp-do "$rep" "" -- -d "$TMP/q/do.bin" -l "$DURATION" ;;
+        udp-nodo) measure "$server" udp-nodo "$rep" "" -- -d "$TMP/q/nodo.bin" -l "$DURATION" ;;
         rate) measure "$server" rate "$rep" "$RATE" -- -d "$TMP/q/mix.bin" \
                   -l "$RATE_DURATION" -Q "$RATE" -v ;;
         rate-ecs) measure "$server" rate-ecs "$rep" "$RATE" -- -d "$TMP/q/ecs.bin" \
@@ -429,7 +448,7 @@ one_run() {  # run server rep
                   -l "$RATE_DURATION" -Q "${run#rate-ecs-}" -v ;;
         rate-*) measure "$server" "$run" "$rep" "${run#rate-}" -- -d "$TMP/q/mix.bin" \
                   -l "$RATE_DURATION" -Q "${run#rate-}" -v ;;
-        *) die "unknown run $run (use udp,udp-ecs,tcp,rate,rate-ecs)" ;;
+        *) die "unknown run $run (use udp,udp-ecs,tcp,rate,rate-ecs,udp-do,udp-nodo)" ;;
     esac
 }
 

@@ -22,6 +22,8 @@ pub struct Client {
     pub source: IpAddr,
     /// EDNS Client Subnet, when the query had a valid one.
     pub ecs: Option<ClientSubnet>,
+    /// The DO bit: the client wants DNSSEC records (RFC 4035 §3.2.1).
+    pub dnssec_ok: bool,
 }
 
 impl Client {
@@ -109,8 +111,27 @@ pub struct Answer<'t> {
     pub class: u16,
     /// Extended DNS Error to attach when the query had EDNS (RFC 8914).
     pub ede: Option<Ede>,
+    /// DNSSEC records, for a DO=1 query to a signed zone.
+    pub dnssec: Signatures<'t>,
 }
 
+/// The DNSSEC records of an answer: RRSIGs after each section's RRset, and the NSEC
+/// records (with theirs) that deny a name or a type.
+#[derive(Debug, Clone, Default)]
+pub struct Signatures<'t> {
+    /// RRSIGs of the answer section's RRset (owner: the qname), with its TTL.
+    pub answer: &'t [Box<[u8]>],
+    /// RRSIGs of the authority section's RRset (the SOA of a negative answer).
+    pub authority: &'t [Box<[u8]>],
+    /// NSEC records in the authority section: up to two, each with its RRSIGs.
+    pub nsec: [Option<&'t crate::dnssec::zone::Nsec>; 2],
+    /// The NSEC records' TTL.
+    pub nsec_ttl: u32,
+    /// A pool answer's CNAME from the qname to its source name: the answer section is the
+    /// CNAME and its RRSIGs, then the pool records and `answer`'s RRSIGs at the source
+    /// name.
+    pub cname: Option<&'t crate::dnssec::zone::Cname>,
+}
 /// An Extended DNS Error (RFC 8914 §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ede {
@@ -152,6 +173,7 @@ impl<'t> Answer<'t> {
             client_country: None,
             class: class::IN,
             ede: None,
+            dnssec: Signatures::default(),
         }
     }
 
@@ -167,8 +189,24 @@ impl<'t> Answer<'t> {
 /// TTL of the "not public" answer at `_status`: long enough that resolvers keep it.
 pub const STATUS_PRIVATE_TTL: u32 = 3600;
 
-/// Answers a question from the table.
+/// Answers a question from the table; with the DO bit and a signed zone, with its DNSSEC
+/// records ([`crate::dnssec::answer`]).
 pub fn answer<'t, R: Rng + ?Sized>(
+    table: &'t Table,
+    question: &Question<'_>,
+    client: &Client,
+    rng: &mut R,
+) -> Answer<'t> {
+    let a = answer_unsigned(table, question, client, rng);
+    match (client.dnssec_ok, table.signed.as_deref()) {
+        (true, Some(zone)) if a.class == class::IN && a.authoritative => {
+            crate::dnssec::answer::sign(table, zone, question, a, rng)
+        }
+        _ => a,
+    }
+}
+
+fn answer_unsigned<'t, R: Rng + ?Sized>(
     table: &'t Table,
     question: &Question<'_>,
     client: &Client,
@@ -201,6 +239,7 @@ pub fn answer<'t, R: Rng + ?Sized>(
         client_country: None,
         class: class::IN,
         ede: None,
+        dnssec: Signatures::default(),
     };
     let Some(node) = table.names.get(key) else {
         a.rcode = Rcode::NXDOMAIN;
@@ -508,7 +547,11 @@ pub fn locate(table: &Table, client: &Client) -> (Region, u8) {
 /// Finds the origin at the end of `qname` (case-insensitively, on a label boundary) and
 /// writes the lowercase labels before it into `buf`. Returns the key and the offset of the
 /// origin in the qname; None when the name is not in the zone.
-fn relative_key<'b>(qname: &[u8], origin: &[u8], buf: &'b mut [u8]) -> Option<(&'b [u8], usize)> {
+pub(crate) fn relative_key<'b>(
+    qname: &[u8],
+    origin: &[u8],
+    buf: &'b mut [u8],
+) -> Option<(&'b [u8], usize)> {
     let mut offset = 0;
     loop {
         let rest = qname.get(offset..)?;

@@ -180,6 +180,25 @@ pub struct ZoneConfig {
     pub cookie_secret: [u8; 16],
     /// Response rate limiting.
     pub rrl: Rrl,
+    /// DNSSEC signing (None: the zone is not signed).
+    pub dnssec: Option<Dnssec>,
+}
+
+/// `[dnssec]`: the zone's keys and its signatures' validity.
+#[derive(Debug, Clone)]
+pub struct Dnssec {
+    /// The directory of the key files (`K<origin>.+<alg>+<tag>.key` and `.private`).
+    pub keys_dir: ConfiguredPath,
+    /// The keys found there, loaded with the configuration (None until loaded: a
+    /// configuration parsed from text alone has not read its key directory).
+    pub keys: Option<std::sync::Arc<[crate::dnssec::key::Key]>>,
+    /// How long a signature is valid from its inception.
+    pub signature_validity: Duration,
+    /// How far a signature's inception lies before the table build, for clocks behind ours.
+    pub inception_offset: Duration,
+    /// Signed answers per pool set too large to sign every answer of (see
+    /// [`crate::dnssec`]).
+    pub variants: usize,
 }
 
 /// `[rrl]`: response rate limiting of UDP answers ([`crate::rrl`]), with BIND's option
@@ -284,6 +303,30 @@ pub mod schema {
         /// Response rate limiting.
         #[serde(default)]
         pub rrl: Rrl,
+        /// DNSSEC.
+        pub dnssec: Option<Dnssec>,
+    }
+
+    /// `[dnssec]`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Dnssec {
+        /// Key directory, relative to the configuration file.
+        pub keys: String,
+        /// Seconds a signature is valid (default 14 days).
+        #[serde(default = "default_signature_validity")]
+        pub signature_validity: u64,
+        /// Signed answers per large pool set (default 32).
+        #[serde(default = "default_variants")]
+        pub variants: usize,
+    }
+
+    fn default_signature_validity() -> u64 {
+        14 * 86_400
+    }
+
+    fn default_variants() -> usize {
+        32
     }
 
     /// `[rrl]`, BIND's option names in snake_case.
@@ -511,7 +554,27 @@ impl ZoneConfig {
             .map_err(read_error)?;
         let text = String::from_utf8(bytes)
             .map_err(|e| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-        Self::parse(path, &text)
+        let mut config = Self::parse(path, &text)?;
+        config.load_keys()?;
+        Ok(config)
+    }
+
+    /// Reads the zone's keys from the `[dnssec]` key directory (nothing without one).
+    pub fn load_keys(&mut self) -> Result<(), ConfigError> {
+        let origin = name::render(&self.origin);
+        let path = self.path.clone();
+        if let Some(d) = &mut self.dnssec {
+            let keys =
+                crate::dnssec::key::load_dir(&d.keys_dir.path, &origin).map_err(|reason| {
+                    ConfigError::Invalid {
+                        path,
+                        what: format!("dnssec.keys ({})", d.keys_dir.written),
+                        reason,
+                    }
+                })?;
+            d.keys = Some(keys.into());
+        }
+        Ok(())
     }
 
     /// Parses and checks configuration text; `path` is used in messages.
@@ -712,6 +775,22 @@ impl Checker<'_> {
             })?,
         };
         let rrl = self.rrl(&file.rrl)?;
+        let dnssec = file.dnssec.as_ref().map(|d| self.dnssec(d)).transpose()?;
+        if let Some(d) = &dnssec {
+            // Signatures are made at every table build, at least once per rotation: three
+            // rotations of validity keep a table whose rebuild failed serving valid ones.
+            if d.signature_validity.as_secs() < 3 * a.rotation {
+                return Err(self.invalid(
+                    "dnssec.signature_validity",
+                    format!(
+                        "{} seconds is less than three rotations (answers.rotation = {}): \
+                         signatures would expire between re-signings",
+                        d.signature_validity.as_secs(),
+                        a.rotation
+                    ),
+                ));
+            }
+        }
 
         Ok(ZoneConfig {
             path: self.path.to_owned(),
@@ -744,6 +823,29 @@ impl Checker<'_> {
             identity,
             cookie_secret,
             rrl,
+            dnssec,
+        })
+    }
+
+    fn dnssec(&self, d: &schema::Dnssec) -> Result<Dnssec, ConfigError> {
+        // An hour of clock skew, at least; re-signed at every build (at least hourly with
+        // the default rotation), so anything over a few hours is ample.
+        const INCEPTION_OFFSET: Duration = Duration::from_secs(3600);
+        if d.signature_validity < 3 * 3600 || d.signature_validity > 90 * 86_400 {
+            return Err(self.invalid(
+                "dnssec.signature_validity",
+                "must be between 10800 seconds (3 hours) and 7776000 (90 days)",
+            ));
+        }
+        if !(1..=4096).contains(&d.variants) {
+            return Err(self.invalid("dnssec.variants", "must be between 1 and 4096"));
+        }
+        Ok(Dnssec {
+            keys_dir: ConfiguredPath::new(self.path, d.keys.clone()),
+            keys: None,
+            signature_validity: Duration::from_secs(d.signature_validity),
+            inception_offset: INCEPTION_OFFSET,
+            variants: d.variants,
         })
     }
 

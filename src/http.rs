@@ -161,6 +161,15 @@ async fn status(State(s): State<HttpState>) -> Response {
             "skipped": t.feed.skipped.iter().map(|k| k.render(&t.feed.source)).collect::<Vec<_>>(),
         },
         "eligible": { "v4": t.eligible(Family::V4), "v6": t.eligible(Family::V6) },
+        "dnssec": t.signed.as_ref().map(|z| serde_json::json!({
+            "signatures": z.signatures,
+            "signing_seconds": z.signing_time.as_secs_f64(),
+            "inception": z.inception,
+            "expiration": z.expiration,
+            "keys": z.keys.iter().map(|&(tag, algorithm, ksk, active)| serde_json::json!({
+                "tag": tag, "algorithm": algorithm, "ksk": ksk, "signing": active,
+            })).collect::<Vec<_>>(),
+        })),
         "inputs": inputs,
         "zones": zones,
     });
@@ -425,6 +434,43 @@ async fn metrics(State(s): State<HttpState>) -> Response {
         "Time taken to build the serving table.",
         t.build_time.as_secs_f64(),
     );
+    if let Some(z) = &t.signed {
+        single(
+            &mut out,
+            "pooldns_dnssec_signing_seconds",
+            "gauge",
+            "Time taken to sign the serving table.",
+            z.signing_time.as_secs_f64(),
+        );
+        single(
+            &mut out,
+            "pooldns_dnssec_signatures",
+            "gauge",
+            "Signatures made for the serving table.",
+            z.signatures,
+        );
+        single(
+            &mut out,
+            "pooldns_dnssec_expiration_timestamp_seconds",
+            "gauge",
+            "When the serving table's signatures expire (the earliest).",
+            z.expiration,
+        );
+        help(
+            &mut out,
+            "pooldns_dnssec_key",
+            "gauge",
+            "The zone's published keys: 1 for a key that signs now, 0 for one only published.",
+        );
+        for &(tag, algorithm, ksk, active) in &z.keys {
+            let role = if ksk { "ksk" } else { "zsk" };
+            let _ = writeln!(
+                out,
+                "pooldns_dnssec_key{{tag=\"{tag}\",algorithm=\"{algorithm}\",role=\"{role}\"}} {}",
+                u8::from(active)
+            );
+        }
+    }
     single(
         &mut out,
         "pooldns_soa_serial",
@@ -532,6 +578,31 @@ async fn page(State(s): State<HttpState>) -> Html<String> {
         uptime_text(s.started.elapsed())
     );
     html.push_str(&input_boxes(&s.reload, SystemTime::now()));
+    match &t.signed {
+        Some(z) => {
+            let keys: Vec<String> = z
+                .keys
+                .iter()
+                .map(|&(tag, algorithm, ksk, active)| {
+                    format!(
+                        "{} {tag} (algorithm {algorithm}{})",
+                        if ksk { "KSK" } else { "ZSK" },
+                        if active { "" } else { ", published only" }
+                    )
+                })
+                .collect();
+            let _ = write!(
+                html,
+                "<p id=\"dnssec\">Signed (DNSSEC): {} signatures, valid until {}; keys {}</p>",
+                z.signatures,
+                crate::report::utc_time(z.expiration),
+                escape(&keys.join(", "))
+            );
+        }
+        None => {
+            html.push_str("<p id=\"dnssec\">Not signed (no [dnssec] in the zone configuration)</p>")
+        }
+    }
 
     html.push_str(&charts(
         &t,

@@ -536,6 +536,9 @@ impl Reloader {
                 (inputs, table, Some(last.1))
             }
         };
+        if let Some(e) = signing_refusal(&table) {
+            return Err(e);
+        }
         log_table(&table, &inputs.feed, "table built");
         let status = Arc::new(ReloadStatus::default());
         status.loaded_feed(&inputs.feed);
@@ -703,7 +706,12 @@ impl Reloader {
         if epoch == self.table.load().epoch {
             return false;
         }
-        self.publish(build(&self.inputs, &self.clock));
+        let table = build(&self.inputs, &self.clock);
+        if let Some(e) = signing_refusal(&table) {
+            tracing::error!("{e}; the last good table keeps serving");
+            return false;
+        }
+        self.publish(table);
         true
     }
 
@@ -806,6 +814,9 @@ impl Reloader {
     /// ones. A refusal leaves everything as it was.
     fn commit(&mut self, candidate: Inputs, loaded: &[Input]) -> Result<(), LoadError> {
         let table = build(&candidate, &self.clock);
+        if let Some(e) = signing_refusal(&table) {
+            return Err(e);
+        }
         let now = self.clock.now();
         let count = eligible(&table);
         let new_feed = loaded.contains(&Input::Feed);
@@ -1100,6 +1111,17 @@ fn build(inputs: &Inputs, clock: &Clock) -> Table {
     build_for(epoch)
 }
 
+/// The error of a table whose signing failed (it must not be published: a signed zone's
+/// answers without signatures are bogus to every validating resolver).
+fn signing_refusal(table: &Table) -> Option<LoadError> {
+    let reason = table.signing_error.clone()?;
+    Some(LoadError::Config(crate::config::ConfigError::Invalid {
+        path: table.config.path.clone(),
+        what: "dnssec".to_owned(),
+        reason: format!("cannot sign the zone: {reason}"),
+    }))
+}
+
 /// Eligible servers of both families.
 fn eligible(table: &Table) -> usize {
     table.eligible(Family::V4) + table.eligible(Family::V6)
@@ -1145,6 +1167,14 @@ fn last_good_feed(
 fn log_table(table: &Table, feed: &Feed, what: &str) {
     for empty in crate::report::empty_families(table) {
         tracing::warn!("{empty}");
+    }
+    if let Some(z) = &table.signed {
+        tracing::info!(
+            signatures = z.signatures,
+            signing_ms = z.signing_time.as_secs_f64() * 1e3,
+            expires = %crate::report::utc_time(z.expiration),
+            "zone signed"
+        );
     }
     tracing::info!(
         feed = %feed,

@@ -37,6 +37,43 @@ pub fn check_summary(table: &Table) -> String {
         table.feed.skipped.len(),
         table.serial
     );
+    if let (Some(d), Some(z)) = (&config.dnssec, &table.signed) {
+        let _ = writeln!(
+            out,
+            "dnssec: keys {} ({}); {} signatures in {:.0} ms, valid {} to {}",
+            d.keys_dir.written,
+            d.keys_dir.path.display(),
+            z.signatures,
+            z.signing_time.as_secs_f64() * 1e3,
+            utc_time(z.inception),
+            utc_time(z.expiration)
+        );
+        for &(tag, algorithm, ksk, active) in &z.keys {
+            let _ = writeln!(
+                out,
+                "  key {tag}: algorithm {algorithm} ({}), {}, {}",
+                crate::dnssec::keyfile::algorithm_name(algorithm),
+                if ksk { "KSK" } else { "ZSK" },
+                if active {
+                    "signing"
+                } else {
+                    "published, not signing"
+                }
+            );
+        }
+        let zone = name::render(&config.origin);
+        match crate::dnssec::ds_text(&d.keys_dir.path, &zone) {
+            Ok(ds) => {
+                let _ = writeln!(out, "  DS for the parent zone:");
+                for line in ds.lines() {
+                    let _ = writeln!(out, "    {line}");
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(out, "  DS: {e}");
+            }
+        }
+    }
     let families = [Family::V4, Family::V6];
     let [v4, v6] = families.map(|f| table.eligible(f));
     let _ = writeln!(
@@ -140,6 +177,7 @@ pub fn explain(table: &Table, ip: IpAddr, qname: &str, qtype: u16) -> Result<Str
             source_prefix: if ip.is_ipv4() { 32 } else { 128 },
             address: ip,
         }),
+        dnssec_ok: false,
     };
     let question = crate::wire::Question {
         qname: &wire,
@@ -217,7 +255,7 @@ pub fn explain(table: &Table, ip: IpAddr, qname: &str, qtype: u16) -> Result<Str
     let client = match pool.target {
         Target::Geo => Some(region.country),
         Target::Country(c) => Some(Some(c)),
-        Target::Continent(_) => None,
+        Target::Continent(_) | Target::Source(_) => None,
     };
     if let (Some(plans), Some(client)) = (&table.plan, client) {
         explain_plan(

@@ -172,6 +172,20 @@ impl Picks {
         &self.ids[..self.len]
     }
 
+    /// Picks of these member ids (at most [`MAX_PICK`]).
+    pub fn from_ids(ids: &[u32]) -> Picks {
+        let mut picks = Picks::default();
+        for &id in ids {
+            picks.push(id);
+        }
+        picks
+    }
+
+    /// Puts the picks in random order.
+    pub fn shuffle<R: Rng + ?Sized>(&mut self, rng: &mut R) {
+        self.ids[..self.len].shuffle(rng);
+    }
+
     fn push(&mut self, id: u32) {
         if self.len < MAX_PICK {
             self.ids[self.len] = id;

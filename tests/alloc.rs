@@ -129,9 +129,28 @@ fn udp_worker_with_rate_limiting_allocates_nothing_per_query() {
     );
 }
 
+/// With the zone signed and the DO bit on every EDNS query, answers carry their RRSIGs,
+/// pool answers their CNAME and signed variant, NXDOMAIN and NODATA their NSEC records:
+/// all made when the table was built, only looked up here.
+#[test]
+fn udp_worker_with_signed_answers_allocates_nothing_per_query() {
+    let keys = tempfile::tempdir().unwrap();
+    for ksk in [true, false] {
+        pooldns::dnssec::key::generate("pool.ntp.org", 13, ksk, keys.path(), 0).unwrap();
+    }
+    let extra = format!("[dnssec]\nkeys = \"{}\"\n", keys.path().display());
+    let (answered, allocations) = serve_every_shape(Arc::default(), Some(&extra));
+    assert!(answered >= 195 * BATCH * 9 / 11, "only {answered} answers");
+    assert_eq!(
+        allocations, 0,
+        "{allocations} heap allocations over {answered} signed queries"
+    );
+}
+
 /// Runs a UDP worker with `counters` over 200 batches of every query shape, with `extra`
 /// appended to the bundled zone configuration; returns the answers sent and the
-/// allocations its thread made after the first 5 batches.
+/// allocations its thread made after the first 5 batches. With `[dnssec]` in `extra`,
+/// every EDNS query has the DO bit.
 fn serve_every_shape(counters: Arc<Counters>, extra: Option<&str>) -> (usize, usize) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let bundled = root.join("zones/pool.ntp.org.toml");
@@ -153,7 +172,12 @@ fn serve_every_shape(counters: Arc<Counters>, extra: Option<&str>) -> (usize, us
         ..Default::default()
     })
     .expect("load");
-    assert_eq!(reloader.table().load().config.rrl.is_on(), extra.is_some());
+    let signed = extra.is_some_and(|e| e.contains("[dnssec]"));
+    assert_eq!(
+        reloader.table().load().config.rrl.is_on(),
+        extra.is_some_and(|e| e.contains("[rrl]"))
+    );
+    assert_eq!(reloader.table().load().signed.is_some(), signed);
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = server.local_addr().unwrap();
     // The leader of a steering group of two, so that steering is counted too (it looks at
@@ -167,14 +191,16 @@ fn serve_every_shape(counters: Arc<Counters>, extra: Option<&str>) -> (usize, us
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
 
-    let plain_opt = [0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0];
+    // Byte 7 holds the DO bit.
+    let d = if signed { 0x80 } else { 0 };
+    let plain_opt = [0, 0, 41, 0x04, 0xd0, 0, 0, d, 0, 0, 0];
     let ecs_opt = [
-        0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 11, 0, 8, 0, 7, 0, 1, 24, 0, 81, 2, 69,
+        0, 0, 41, 0x04, 0xd0, 0, 0, d, 0, 0, 11, 0, 8, 0, 7, 0, 1, 24, 0, 81, 2, 69,
     ];
     let cookie_opt = [
         0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 12, 0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8,
     ];
-    let nsid_opt = [0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 4, 0, 3, 0, 0];
+    let nsid_opt = [0, 0, 41, 0x04, 0xd0, 0, 0, d, 0, 0, 4, 0, 3, 0, 0];
     let shapes: Vec<Vec<u8>> = vec![
         query(1, "0.pool.ntp.org", 1, &[]),
         query(2, "pool.ntp.org", 1, &ecs_opt),

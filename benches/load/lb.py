@@ -152,6 +152,9 @@ def cmd_queries(args):
     counts = {}
     plain = bytearray()
     ecs = bytearray()
+    # The DO comparison (--dnssec): the same queries, all with EDNS, with and without DO.
+    with_do = bytearray()
+    without_do = bytearray()
     sample = []
     for i, (rel, qtype) in enumerate(picks):
         if rel == "RANDOM":
@@ -173,6 +176,9 @@ def cmd_queries(args):
         sub = rng.choice(subnets)
         q = make_query(name, qtype, edns=True, do=do, ecs=sub)
         ecs += struct.pack("!H", len(q)) + q
+        for out, flag in ((with_do, True), (without_do, False)):
+            q = make_query(name, qtype, edns=True, do=flag)
+            out += struct.pack("!H", len(q)) + q
         if i < 40:
             family = socket.AF_INET if sub[0] == 1 else socket.AF_INET6
             sample.append(f"{name} {qtype} edns={int(edns)} do={int(do)} "
@@ -181,6 +187,10 @@ def cmd_queries(args):
         f.write(plain)
     with open(os.path.join(args.dir, "ecs.bin"), "wb") as f:
         f.write(ecs)
+    with open(os.path.join(args.dir, "do.bin"), "wb") as f:
+        f.write(with_do)
+    with open(os.path.join(args.dir, "nodo.bin"), "wb") as f:
+        f.write(without_do)
     with open(os.path.join(args.dir, "sample.txt"), "w") as f:
         f.write("\n".join(sample) + "\n")
     names = sorted({(n, t, CATEGORY[(n, t)]) for n, t, _ in MIX if n != "RANDOM"})
@@ -1303,6 +1313,11 @@ def cmd_report(args):
                     a, b = p.get(key), agg.get((kind, o), {}).get(key)
                     cells += f" {fmt(a / b if a and b else None, '11.2f')}"
                 print(f"  {kind:<14} {label:<10}{cells}")
+        signed = [(agg.get((f"udp-{x}", "pd-signed")) or {}).get("q_per_cpu_s")
+                  for x in ("do", "nodo")]
+        if all(signed):
+            print(f"  pd-signed (a signed zone), the same queries with and without DO: "
+                  f"DO=1 / DO=0 q/CPU-s = {signed[0] / signed[1]:.2f}")
         if "echo" in others:
             print("  / echo: pooldns against the trivial UDP echo server (the floor; its answers "
                   "are the queries, smaller than")

@@ -106,7 +106,14 @@ impl Key {
         };
         let signer = match public.algorithm {
             ECDSAP256SHA256 => {
-                if public.public_key.len() != 64 || private.private_key.len() != 32 {
+                // BIND writes the scalar without its leading zero bytes (1 key in 256 has
+                // 31 bytes): pad it back to 32.
+                let mut scalar = [0u8; 32];
+                let len = private.private_key.len();
+                if (1..=32).contains(&len) {
+                    scalar[32 - len..].copy_from_slice(&private.private_key);
+                }
+                if public.public_key.len() != 64 || !(1..=32).contains(&len) {
                     return Err(format!(
                         "{}: an algorithm 13 key has a 64-byte public and a 32-byte private key",
                         file.display()
@@ -118,7 +125,7 @@ impl Key {
                 Signer::Ecdsa(
                     EcdsaKeyPair::from_private_key_and_public_key(
                         &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                        &private.private_key,
+                        &scalar,
                         &uncompressed,
                         &SystemRandom::new(),
                     )
@@ -427,6 +434,33 @@ mod tests {
         let keys = load_dir(dir.path(), "pool.ntp.org").unwrap();
         assert_eq!(keys.len(), 2);
         assert!(load_dir(dir.path(), "example.org").is_err());
+    }
+
+    #[test]
+    fn a_scalar_bind_wrote_without_its_leading_zero_loads() {
+        // Made until the scalar's first byte was 0, as dnssec-keygen then writes 31 bytes.
+        let dir = tempfile::tempdir().unwrap();
+        let path = loop {
+            let p = generate("pool.ntp.org", ECDSAP256SHA256, true, dir.path(), 0).unwrap();
+            let private = p.to_str().unwrap().replace(".key", ".private");
+            let text = std::fs::read_to_string(&private).unwrap();
+            let parsed = keyfile::parse_private(Path::new("p"), &text).unwrap();
+            if parsed.private_key[0] == 0 {
+                let short = keyfile::render_private(
+                    &PrivateFile {
+                        private_key: parsed.private_key[1..].to_vec(),
+                        ..parsed
+                    },
+                    0,
+                );
+                std::fs::write(&private, short).unwrap();
+                break p;
+            }
+            std::fs::remove_file(&private).unwrap();
+            std::fs::remove_file(&p).unwrap();
+        };
+        let key = Key::load(&path, "pool.ntp.org").expect("a 31-byte scalar loads");
+        assert_eq!(key.sign(b"x").unwrap().len(), 64);
     }
 
     #[test]

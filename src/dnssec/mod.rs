@@ -2,13 +2,12 @@
 //! the design by which randomised, weighted pool answers are signed without losing their
 //! shares.
 //!
-//! # What is built, what comes next
+//! # Where it happens
 //!
-//! Built: keys are read (from `dnssec-keygen` or `pooldns keygen`), checked, used to sign
-//! with ring, and `pooldns ds` prints the DS records for the parent; the answers that
-//! signing needs are drawn ahead of the queries ([`crate::select::Variants`]). Next:
-//! signing those answers and the zone's other RRsets at table build, DNSKEY/CDS/CDNSKEY at
-//! the apex, NSEC denial, the DO=1 answer path, validators in the tests.
+//! Keys are read with the zone configuration ([`key`], [`keyfile`]); every RRset, NSEC
+//! record and pool answer is signed when a table is built ([`zone`], [`sign`]), on a few
+//! threads; a DO=1 query picks what was made ([`answer`]): no signing and no allocation per
+//! query.
 //!
 //! # Why a signed pool answer keeps its shares
 //!
@@ -68,9 +67,11 @@
 //! hiding and costs a hash per negative query; compact denial (RFC 9824) needs a signature
 //! per query.
 
+pub mod answer;
 pub mod key;
 pub mod keyfile;
 pub mod sign;
+pub mod zone;
 
 use std::path::Path;
 

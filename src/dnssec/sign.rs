@@ -55,37 +55,45 @@ pub fn labels(owner: &[u8]) -> u8 {
 
 /// Canonical order of names (RFC 4034 §6.1): label by label from the root, each label
 /// compared as lowercase octets, a shorter label first when it is a prefix of the other.
+/// No allocation: the query path uses it to find the NSEC that covers a name.
 pub fn canonical_cmp(a: &[u8], b: &[u8]) -> Ordering {
-    let (la, lb) = (label_offsets(a), label_offsets(b));
-    for (&x, &y) in la.iter().rev().zip(lb.iter().rev()) {
-        let label = |name: &[u8], at: usize| -> Vec<u8> {
-            let len = usize::from(name[at]);
-            name.get(at + 1..at + 1 + len)
-                .unwrap_or(&[])
-                .iter()
-                .map(u8::to_ascii_lowercase)
-                .collect()
-        };
-        match label(a, x).cmp(&label(b, y)) {
+    let (mut oa, mut ob) = ([0u8; 128], [0u8; 128]);
+    let (na, nb) = (label_offsets(a, &mut oa), label_offsets(b, &mut ob));
+    for (&x, &y) in oa[..na].iter().rev().zip(ob[..nb].iter().rev()) {
+        let (la, lb) = (label_at(a, x), label_at(b, y));
+        match la
+            .iter()
+            .map(u8::to_ascii_lowercase)
+            .cmp(lb.iter().map(u8::to_ascii_lowercase))
+        {
             Ordering::Equal => {}
             other => return other,
         }
     }
-    la.len().cmp(&lb.len())
+    na.cmp(&nb)
 }
 
-/// Offsets of the non-root labels of a wire name, leftmost first.
-fn label_offsets(name: &[u8]) -> Vec<usize> {
-    let mut offsets = Vec::new();
+/// The label at offset `at` of a wire name, without its length byte.
+fn label_at(name: &[u8], at: u8) -> &[u8] {
+    let at = usize::from(at);
+    let len = usize::from(name[at]);
+    name.get(at + 1..at + 1 + len).unwrap_or(&[])
+}
+
+/// Offsets of the non-root labels of a wire name, leftmost first, into `out`; returns how
+/// many (a name of at most 255 bytes has at most 127 labels; a longer one is cut).
+fn label_offsets(name: &[u8], out: &mut [u8; 128]) -> usize {
+    let mut count = 0;
     let mut i = 0;
     while let Some(&len) = name.get(i) {
-        if len == 0 || i + 1 + usize::from(len) > name.len() {
+        if len == 0 || i + 1 + usize::from(len) > name.len() || count == out.len() || i > 255 {
             break;
         }
-        offsets.push(i);
+        out[count] = i as u8;
+        count += 1;
         i += 1 + usize::from(len);
     }
-    offsets
+    count
 }
 
 /// The RRSIG RDATA for `set` signed by `key` of the zone `signer` (lowercase wire name):

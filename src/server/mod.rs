@@ -301,7 +301,11 @@ pub fn respond<R: Rng + ?Sized>(
         }
         Ok(request) => {
             let ecs = request.edns.and_then(|e| e.ecs);
-            let client = Client { source, ecs };
+            let client = Client {
+                source,
+                ecs,
+                dnssec_ok: request.edns.is_some_and(|e| e.dnssec_ok),
+            };
             let a = answer::answer(table, &request.question, &client, rng);
             let opt = request.edns.map(|e| EdnsReply {
                 ecs: e.ecs.map(|s| (s, a.ecs_scope)),

@@ -5,7 +5,7 @@
 mod names;
 pub mod split;
 
-pub use names::{DebugName, Names, Node, PoolName, Rr, Target};
+pub use names::{DebugName, Names, Node, PoolName, Rr, SOURCE_LABEL, Target};
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -55,11 +55,30 @@ pub enum ZoneId {
 }
 
 impl ZoneId {
-    fn index(self) -> usize {
+    /// Its position in the table's per-zone arrays.
+    pub fn index(self) -> usize {
         match self {
             ZoneId::Global => 0,
             ZoneId::Continent(c) => 1 + c.index(),
             ZoneId::Country(i) => 1 + Continent::ALL.len() + usize::from(i),
+        }
+    }
+
+    /// Every zone, in index order.
+    pub fn all() -> impl Iterator<Item = ZoneId> {
+        std::iter::once(ZoneId::Global)
+            .chain(Continent::ALL.iter().map(|&c| ZoneId::Continent(c)))
+            .chain((0..continent::countries().count()).map(|i| ZoneId::Country(i as u16)))
+    }
+
+    /// Its label: "global", a continent's or a country's.
+    pub fn label(self) -> &'static str {
+        match self {
+            ZoneId::Global => "global",
+            ZoneId::Continent(c) => c.label(),
+            ZoneId::Country(i) => continent::countries()
+                .nth(usize::from(i))
+                .map_or("unknown", |(code, _)| code),
         }
     }
 }
@@ -159,6 +178,10 @@ pub struct Table {
     /// How long the plan took, of that (the demand prior included the first time a
     /// GeoIP database is used).
     pub plan_time: Duration,
+    /// The signed parts of the zone, with `[dnssec]` (DESIGN §4.1).
+    pub signed: Option<Arc<crate::dnssec::zone::SignedZone>>,
+    /// Why signing failed, if it did: such a table is never published.
+    pub signing_error: Option<String>,
 }
 
 /// The CHAOS TXT records, rendered.
@@ -388,8 +411,8 @@ impl Table {
                 ttl: config.ns_ttl,
                 rdata: n.clone().into_boxed_slice(),
             })
-            .collect();
-        Table {
+            .collect::<Box<[Rr]>>();
+        let mut table = Table {
             config,
             names,
             geo,
@@ -416,7 +439,17 @@ impl Table {
             built_at: now,
             build_time: started.elapsed(),
             plan_time,
+            signed: None,
+            signing_error: None,
+        };
+        let unix_now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        match crate::dnssec::zone::SignedZone::build(&table, unix_now) {
+            None => {}
+            Some(Ok(zone)) => table.signed = Some(Arc::new(zone)),
+            Some(Err(e)) => table.signing_error = Some(e),
         }
+        table.build_time = started.elapsed();
+        table
     }
 
     /// The sets of a pool zone for a family.
@@ -476,6 +509,7 @@ impl Table {
                 }
             }
             Target::Continent(c) => chain.push(ZoneId::Continent(c)),
+            Target::Source(zone) => chain.push(zone),
         }
         chain.push(ZoneId::Global);
         chain
@@ -492,11 +526,14 @@ impl Table {
         region: Region,
         rng: &mut R,
     ) -> Option<(ZoneId, Picks)> {
+        if let Target::Source(zone) = pool.target {
+            return self.pick_source(zone, pool.number, family, rng);
+        }
         if let Some(plan) = &self.plan {
             let client = match pool.target {
                 Target::Geo => Some(region.country),
                 Target::Country(c) => Some(Some(c)),
-                Target::Continent(_) => None,
+                Target::Continent(_) | Target::Source(_) => None,
             };
             if let Some(client) = client {
                 return self.pick_planned(&plan[family as usize], pool, family, client, rng);
@@ -518,6 +555,50 @@ impl Table {
 }
 
 impl Table {
+    /// The sampler a draw from `zone` uses for a name of `number`: the zone's numbered
+    /// subset or all of it, or the global zone's when `zone` has no server of the family;
+    /// and in plan mode the global one that fills answers of fewer than k servers.
+    pub fn source_samplers(
+        &self,
+        zone: ZoneId,
+        number: Option<u8>,
+        family: Family,
+    ) -> (ZoneId, &Sampler, Option<&Sampler>) {
+        let zone = if self.zone(zone, family).all.is_empty() {
+            ZoneId::Global
+        } else {
+            zone
+        };
+        let sampler = sets_for(self.zone(zone, family), number);
+        let fill = self
+            .plan
+            .as_ref()
+            .map(|_| sets_for(self.zone(ZoneId::Global, family), number));
+        (zone, sampler, fill)
+    }
+
+    /// A draw from one zone (a source name's): as [`Table::source_samplers`] says.
+    fn pick_source<R: rand::Rng + ?Sized>(
+        &self,
+        zone: ZoneId,
+        number: Option<u8>,
+        family: Family,
+        rng: &mut R,
+    ) -> Option<(ZoneId, Picks)> {
+        let (zone, sampler, fill) = self.source_samplers(zone, number, family);
+        if sampler.is_empty() {
+            return None;
+        }
+        let mut picks = sampler.pick(rng);
+        if let Some(fill) = fill {
+            let want = self.config.records.min(self.eligible(family));
+            if picks.as_slice().len() < want {
+                picks.fill_from(&fill.pick(rng), want);
+            }
+        }
+        Some((zone, picks))
+    }
+
     /// A plan-mode pick: the source drawn from the client country's row, its numbered
     /// subset when the name has a number, and when the source has fewer than k servers,
     /// the rest from the whole pool, so every answer has min(k, eligible) servers. O(1)
@@ -550,7 +631,7 @@ impl Table {
 }
 
 /// The sampler a name uses in a zone: the numbered subset, or the whole zone.
-fn sets_for(sets: &ZoneSets, number: Option<u8>) -> &Sampler {
+pub fn sets_for(sets: &ZoneSets, number: Option<u8>) -> &Sampler {
     match number {
         Some(n) if !sets.numbered.is_empty() => {
             sets.numbered.get(usize::from(n)).unwrap_or(&sets.all)

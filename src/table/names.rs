@@ -18,7 +18,13 @@ pub enum Target {
     Country(u16),
     /// A continent zone.
     Continent(Continent),
+    /// One pool zone, drawn from directly: the names `[<n>.]<zone>._src` of a signed zone,
+    /// which DO=1 answers point to with a CNAME (see [`crate::dnssec`]).
+    Source(super::ZoneId),
 }
+
+/// The label under which a signed zone's source names live.
+pub const SOURCE_LABEL: &str = "_src";
 
 /// The pool part of a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +132,14 @@ impl Names {
         for v in &config.vendors {
             add_pool(Some(v), Target::Geo);
         }
+        if config.dnssec.is_some() {
+            for zone in super::ZoneId::all() {
+                add_pool(
+                    Some(&format!("{}.{SOURCE_LABEL}", zone.label())),
+                    Target::Source(zone),
+                );
+            }
+        }
         for (label, debug) in [
             ("_country", DebugName::Country),
             ("_status", DebugName::Status),
@@ -231,6 +245,11 @@ impl Names {
     /// The node at a lowercase relative key.
     pub fn get(&self, key: &[u8]) -> Option<&Node> {
         self.map.get(key)
+    }
+
+    /// Every name (relative wire key) with its node, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Node)> {
+        self.map.iter().map(|(k, n)| (&k[..], n))
     }
 
     /// Number of names (for the status page and tests).

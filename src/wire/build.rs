@@ -42,7 +42,7 @@
 
 use super::parse::{option, walk_name};
 use super::{ClientSubnet, Header, Question, Rcode, Tsig, cookie};
-use crate::answer::{Answer, Ede, Records};
+use crate::answer::{Answer, Ede, Records, Signatures};
 use crate::name::MAX_NAME_LEN;
 use crate::table::Rr;
 
@@ -142,6 +142,45 @@ impl Writer<'_> {
         self.put(rdata)
     }
 
+    /// RRSIG records at `owner` with the TTL of the RRset they cover.
+    fn sigs(&mut self, owner: u16, ttl: u32, sigs: &[Box<[u8]>]) -> Result<u16, Full> {
+        for sig in sigs {
+            self.record(owner, super::rtype::RRSIG, super::class::IN, ttl, sig)?;
+        }
+        Ok(sigs.len() as u16) // one per signing key
+    }
+
+    /// The NSEC records of a denial, each followed by its RRSIGs; the owner is written
+    /// once, in full, and pointed to by the signatures.
+    fn nsecs(&mut self, dnssec: &Signatures<'_>) -> Result<u16, Full> {
+        let mut n = 0;
+        for nsec in dnssec.nsec.iter().flatten() {
+            let at = self.pos;
+            self.put(&nsec.owner)?;
+            self.u16(super::rtype::NSEC)?;
+            self.u16(super::class::IN)?;
+            self.u32(dnssec.nsec_ttl)?;
+            self.u16(nsec.rdata.len() as u16)?; // a name and a bitmap: well under 64 KiB
+            self.put(&nsec.rdata)?;
+            // Offsets past 16 KiB cannot be pointed to: write the owner again.
+            if at < 0x4000 {
+                n += self.sigs(0xc000 | at as u16, dnssec.nsec_ttl, &nsec.sigs)?;
+            } else {
+                for sig in nsec.sigs.iter() {
+                    self.put(&nsec.owner)?;
+                    self.u16(super::rtype::RRSIG)?;
+                    self.u16(super::class::IN)?;
+                    self.u32(dnssec.nsec_ttl)?;
+                    self.u16(sig.len() as u16)?;
+                    self.put(sig)?;
+                    n += 1;
+                }
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
     fn records(&mut self, owner: u16, class: u16, records: &Records<'_>) -> Result<u16, Full> {
         match records {
             Records::Empty => Ok(0),
@@ -179,6 +218,15 @@ impl Writer<'_> {
                 Ok(n)
             }
         }
+    }
+}
+
+/// The TTL of a section's RRset (0 when empty).
+fn ttl_of(records: &Records<'_>) -> u32 {
+    match records {
+        Records::Empty => 0,
+        Records::Set(set) => set.first().map_or(0, |r| r.ttl),
+        Records::Txt { ttl, .. } | Records::Pool { ttl, .. } => *ttl,
     }
 }
 
@@ -255,8 +303,35 @@ pub fn build(
     let authority_owner = 0xc000 | (12 + answer.origin_offset) as u16;
     let sections = if qdcount == 1 {
         (|| {
-            let an = w.records(answer_owner, answer.class, &answer.answer)?;
-            let ns = w.records(authority_owner, super::class::IN, &answer.authority)?;
+            let d = &answer.dnssec;
+            let an = match d.cname {
+                None => {
+                    w.records(answer_owner, answer.class, &answer.answer)?
+                        + w.sigs(answer_owner, ttl_of(&answer.answer), d.answer)?
+                }
+                Some(cname) => {
+                    // The CNAME at the qname, then the records at its target, which they
+                    // point to inside the CNAME's RDATA.
+                    w.record(
+                        answer_owner,
+                        super::rtype::CNAME,
+                        answer.class,
+                        cname.rr.ttl,
+                        &[],
+                    )?;
+                    let target = w.pos;
+                    w.put(&cname.rr.rdata)?;
+                    w.set_u16(target - 2, cname.rr.rdata.len() as u16); // a name: <= 255
+                    let signatures = w.sigs(answer_owner, cname.rr.ttl, &cname.sigs)?;
+                    let owner = 0xc000 | target as u16; // within the first 512 bytes
+                    1 + signatures
+                        + w.records(owner, answer.class, &answer.answer)?
+                        + w.sigs(owner, ttl_of(&answer.answer), d.answer)?
+                }
+            };
+            let ns = w.records(authority_owner, super::class::IN, &answer.authority)?
+                + w.sigs(authority_owner, ttl_of(&answer.authority), d.authority)?
+                + w.nsecs(d)?;
             Ok::<_, Full>((an, ns))
         })()
     } else if answer.answer.is_empty() && answer.authority.is_empty() {

@@ -1460,6 +1460,7 @@ fn status_txt_says_not_public_to_a_public_source_unless_status_public() {
             source_prefix: 32,
             address: a.parse().unwrap(),
         }),
+        dnssec_ok: false,
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     for public in [false, true] {

@@ -22,8 +22,8 @@ use crate::harness::{
 const UNBOUND: &str = "/usr/sbin/unbound";
 
 /// A running Unbound, stopped on drop.
-struct Unbound {
-    addr: SocketAddr,
+pub(crate) struct Unbound {
+    pub(crate) addr: SocketAddr,
     child: Child,
     log: std::path::PathBuf,
     _dir: tempfile::TempDir,
@@ -46,7 +46,15 @@ impl Drop for Unbound {
 
 /// Unbound's configuration: the subnet cache in front of the iterator, ECS sent to
 /// pooldns (and only to it), `pool.test` stubbed to pooldns, nothing else reachable.
-fn unbound_conf(dir: &Path, port: u16, pooldns: SocketAddr) -> String {
+fn unbound_conf(dir: &Path, port: u16, pooldns: SocketAddr, anchor: Option<&str>) -> String {
+    let (modules, anchor) = match anchor {
+        // The zone's KSK as the trust anchor: Unbound validates pool.test.
+        Some(a) => (
+            "subnetcache validator iterator",
+            format!("  trust-anchor: \"{a}\"\n"),
+        ),
+        None => ("subnetcache iterator", String::new()),
+    };
     format!(
         r#"server:
   interface: 127.0.0.1
@@ -62,7 +70,8 @@ fn unbound_conf(dir: &Path, port: u16, pooldns: SocketAddr) -> String {
   do-ip6: no
   do-not-query-localhost: no
   access-control: 127.0.0.0/8 allow
-  module-config: "subnetcache iterator"
+  module-config: "{modules}"
+{anchor}
   send-client-subnet: 127.0.0.1
   max-client-subnet-ipv4: 32
   max-client-subnet-ipv6: 56
@@ -85,6 +94,12 @@ stub-zone:
 
 /// Starts Unbound in front of `pooldns`; None when it is not installed (CI installs it).
 fn start_unbound(pooldns: SocketAddr) -> Option<Unbound> {
+    start_unbound_with(pooldns, None)
+}
+
+/// Starts Unbound in front of `pooldns`, validating with the trust anchor `anchor` (a
+/// DNSKEY record in zone-file syntax) when there is one.
+pub(crate) fn start_unbound_with(pooldns: SocketAddr, anchor: Option<&str>) -> Option<Unbound> {
     if !Path::new(UNBOUND).exists() {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -99,7 +114,7 @@ fn start_unbound(pooldns: SocketAddr) -> Option<Unbound> {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let conf = dir.path().join("unbound.conf");
-        std::fs::write(&conf, unbound_conf(dir.path(), port, pooldns)).expect("write conf");
+        std::fs::write(&conf, unbound_conf(dir.path(), port, pooldns, anchor)).expect("write conf");
         let child = Command::new(UNBOUND)
             .arg("-d")
             .arg("-c")
