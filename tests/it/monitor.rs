@@ -1076,3 +1076,94 @@ fn the_monitor_systemd_unit_uses_real_flags_allows_adjtimex_and_verifies() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("pooldns-monitor.service"), "{stderr}");
 }
+
+/// The addresses `pooldns serve` at 127.0.0.1:`port` of namespace `ns` answers for the
+/// numbered names 0 to 3, asked from inside the namespace; None when it does not answer.
+fn served_in(ns: &str, port: u16) -> Option<Vec<IpAddr>> {
+    let ns = ns.to_owned();
+    std::thread::spawn(move || {
+        enter(&ns);
+        let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
+        socket.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        let mut all = Vec::new();
+        for name in ["0", "1", "2", "3"] {
+            let q = crate::harness::query(name, RecordType::A).to_vec().ok()?;
+            socket.send_to(&q, ("127.0.0.1", port)).ok()?;
+            let mut buf = [0u8; 1500];
+            let n = socket.recv(&mut buf).ok()?;
+            let answer = hickory_proto::op::Message::from_vec(&buf[..n]).ok()?;
+            for a in crate::harness::addresses(&answer) {
+                if !all.contains(&a) {
+                    all.push(a);
+                }
+            }
+        }
+        Some(all)
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
+#[test]
+fn serve_polls_the_feed_from_the_monitor_over_http() {
+    let hosts = [1, 18];
+    let Some(ns) = Netns::create(&hosts) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let _chrony = chronyd(&ns, dir.path(), 1);
+    let _responder = Responder::start(&ns, &[(18, Fault::Silent)]);
+    std::fs::write(dir.path().join("registry.json"), registry(&hosts)).unwrap();
+    let monitor = Monitor::start(&ns, dir.path(), "m", 8054, &[]);
+    wait_for(Duration::from_secs(10), "the first feed", || {
+        monitor.get("/monitor/feed.json").is_some()
+    });
+    // The deployment of contrib/pooldns-monitor.service: serve polls the monitor's URL.
+    let config = dir.path().join("zone.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let serve_log = std::fs::File::create(dir.path().join("serve-log")).unwrap();
+    let _serve = Daemon {
+        child: ns
+            .command(env!("CARGO_BIN_EXE_pooldns"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--geoip")
+            .arg(crate::harness::repo(crate::harness::TEST_GEOIP))
+            .args([
+                "--feed",
+                "http://127.0.0.1:8054/monitor/feed.json",
+                "--feed-interval",
+                "1",
+                "--state-dir",
+                "none",
+                "--listen",
+                "127.0.0.1:5300",
+                "--http",
+                "none",
+            ])
+            .stdout(Stdio::null())
+            .stderr(serve_log)
+            .spawn()
+            .expect("start serve"),
+    };
+    let healthy: IpAddr = "10.99.0.1".parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answered = served_in(&ns.name, 5300).is_some_and(|a| a.contains(&healthy));
+        let probes = monitor.probes(1).len();
+        if answered {
+            assert!(probes >= 14, "served after {probes} probes");
+            break;
+        }
+        assert!(Instant::now() < deadline, "10.99.0.1 never served");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The silent server never is.
+    let answers = served_in(&ns.name, 5300).unwrap();
+    assert!(
+        !answers.contains(&"10.99.0.18".parse().unwrap()),
+        "{answers:?}"
+    );
+}
