@@ -546,7 +546,7 @@ fn check_trajectory(id: u8, probes: &[(String, Option<f64>, f64)]) -> f64 {
 
 #[test]
 fn fault_trajectories_follow_the_score_table_and_spoofed_replies_are_ignored() {
-    let hosts = [1, 2, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20];
+    let hosts = [1, 2, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21];
     let Some(ns) = Netns::create(&hosts) else {
         return;
     };
@@ -566,6 +566,7 @@ fn fault_trajectories_follow_the_score_table_and_spoofed_replies_are_ignored() {
             (18, Fault::Silent),
             (19, Fault::WrongOrigin),
             (20, Fault::SpoofThenReal),
+            (21, Fault::Kiss(b"RSTR")),
         ],
     );
     std::fs::write(dir.path().join("registry.json"), registry(&hosts)).unwrap();
@@ -575,7 +576,7 @@ fn fault_trajectories_follow_the_score_table_and_spoofed_replies_are_ignored() {
         let (_, scores) = monitor.scores();
         scores.values().all(|&(_, _, probes)| probes >= want)
     });
-    let expected: [(u8, &str, Option<f64>); 13] = [
+    let expected: [(u8, &str, Option<f64>); 14] = [
         (1, "ok", Some(0.0)),
         (2, "ok", Some(0.0)),
         (10, "ok", Some(0.030)),
@@ -589,6 +590,7 @@ fn fault_trajectories_follow_the_score_table_and_spoofed_replies_are_ignored() {
         (18, "no_response", None),
         (19, "no_response", None),
         (20, "ok", Some(0.001)),
+        (21, "kod_rstr", None),
     ];
     for (id, result, offset) in expected {
         let probes = monitor.probes(id);
