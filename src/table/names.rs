@@ -139,6 +139,10 @@ impl Names {
                     Target::Source(zone),
                 );
             }
+            // Their parent is an empty non-terminal: it exists (NODATA, never NXDOMAIN,
+            // which validators would find contradicted by the names below it).
+            let parent = name::key_from_text(SOURCE_LABEL).expect("valid label");
+            map.entry(parent.into_boxed_slice()).or_default();
         }
         for (label, debug) in [
             ("_country", DebugName::Country),

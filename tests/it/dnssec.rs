@@ -772,3 +772,105 @@ async fn ed25519_a_pre_published_zsk_and_a_second_instance_all_validate() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Knot Resolver (kresd), forwarding the zone to pooldns with the zone's KSK as its trust
+/// anchor, marks signed answers authentic (AD), denials included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn knot_resolver_validates_signed_answers() {
+    use crate::harness::{query, signal_group, with_edns};
+    use hickory_proto::op::{Message, ResponseCode};
+    use hickory_proto::rr::RecordType;
+    use std::os::unix::process::CommandExt;
+    const KRESD: &str = "/usr/sbin/kresd";
+    if !Path::new(KRESD).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{KRESD} is not installed; CI must have it (apt-get install knot-resolver)"
+        );
+        eprintln!("dnssec: kresd not installed: SKIPPING");
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let (config, _, dnskey) = signed_setup_with_dnskey(keys.path());
+    let server = crate::harness::TestServer::start_with(
+        &config,
+        &signed_feed(),
+        pooldns::server::ServerOptions::default(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::harness::free_port();
+    let conf = dir.path().join("kresd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "net.listen('127.0.0.1', {port}, {{ kind = 'dns' }})\n\
+             trust_anchors.remove('.')\n\
+             trust_anchors.add('{dnskey}')\n\
+             policy.add(policy.suffix(policy.FORWARD({{'127.0.0.1@{}'}}), {{todname('pool.test.')}}))\n",
+            server.addr.port()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(KRESD)
+        .arg("-n")
+        .arg("-c")
+        .arg(&conf)
+        .arg(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("start kresd");
+    let kresd: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut ask = async |name: &str, rtype: RecordType| -> Option<Message> {
+        let mut q = with_edns(query(name, rtype), 1232);
+        q.edns.as_mut().unwrap().set_dnssec_ok(true);
+        q.metadata.recursion_desired = true;
+        let bytes = q.to_vec().unwrap();
+        socket.send_to(&bytes, kresd).await.ok()?;
+        let deadline = std::time::Duration::from_secs(3);
+        let len = tokio::time::timeout(deadline, socket.recv(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        let m = Message::from_vec(&buf[..len]).ok()?;
+        (m.metadata.id == q.metadata.id).then_some(m)
+    };
+    // Until kresd answers and has the zone's keys (it starts by priming its anchor).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let m = ask("@", RecordType::SOA).await;
+        if m.is_some_and(|m| m.metadata.authentic_data) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kresd never validated the SOA"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let cases = [
+        ("0", RecordType::A, ResponseCode::NoError),
+        ("2", RecordType::AAAA, ResponseCode::NoError),
+        ("de", RecordType::A, ResponseCode::NoError),
+        ("0.debian", RecordType::A, ResponseCode::NoError),
+        ("@", RecordType::NS, ResponseCode::NoError),
+        ("nothing", RecordType::A, ResponseCode::NXDomain),
+        ("ns1", RecordType::TXT, ResponseCode::NoError),
+    ];
+    for (name, rtype, rcode) in cases {
+        let m = ask(name, rtype).await.expect("kresd answers");
+        assert_eq!(m.metadata.response_code, rcode, "{name} {rtype}: {m:?}");
+        assert!(
+            m.metadata.authentic_data,
+            "{name} {rtype}: not validated: {m:?}"
+        );
+    }
+    signal_group(child.id(), "KILL");
+    let _ = child.wait();
+    server.stop().await;
+}
