@@ -874,3 +874,260 @@ async fn knot_resolver_validates_signed_answers() {
     let _ = child.wait();
     server.stop().await;
 }
+
+/// The chain of trust as resolvers meet it on the Internet, in a network namespace the test
+/// creates: a test root, `org.` and `ntp.org.` served by NSD (10.99.0.1) and signed by BIND's
+/// tools, each delegating with a DS; `pool.ntp.org` delegated to pooldns (10.99.0.2) with the
+/// DS `pooldns ds` prints; Unbound (10.99.0.3) with only the test root's key as its trust
+/// anchor, resolving from its own root hints. Unbound marks pool answers, denials and the
+/// apex authentic, and delv (validating itself from the root key) says "fully validated".
+#[test]
+fn a_signed_chain_from_a_test_root_validates_in_a_namespace() {
+    use crate::monitor::{Daemon, Netns};
+    const NSD: &str = "/usr/sbin/nsd";
+    const UNBOUND: &str = "/usr/sbin/unbound";
+    if !bind_tools() || !Path::new(NSD).exists() || !Path::new(UNBOUND).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "NSD, Unbound or bind9-utils missing"
+        );
+        return;
+    }
+    let Some(ns) = Netns::create(&[1, 2, 3]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let keygen = |zone: &str| {
+        let out = run(
+            KEYGEN,
+            &["-q", "-a", "ECDSAP256SHA256", "-f", "KSK", zone],
+            d,
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let ds_of = |key: &str| {
+        String::from_utf8(run(DSFROMKEY, &["-2", &format!("{key}.key")], d).stdout).unwrap()
+    };
+    let sign = |zone: &str, file: &str, text: String, key: &str| {
+        let mut text = text;
+        text.push_str(&std::fs::read_to_string(d.join(format!("{key}.key"))).unwrap());
+        std::fs::write(d.join(file), text).unwrap();
+        run(
+            SIGNZONE,
+            &[
+                "-z",
+                "-o",
+                zone,
+                "-K",
+                ".",
+                "-f",
+                &format!("{file}.signed"),
+                file,
+            ],
+            d,
+        );
+    };
+    let soa = |zone: &str, ns: &str| {
+        format!(
+            "{zone} 3600 IN SOA {ns} hostmaster.test. 1 3600 600 86400 60\n{zone} 3600 IN NS {ns}\n"
+        )
+    };
+
+    // pooldns' zone and keys.
+    let keys = d.join("pool-keys");
+    std::fs::create_dir(&keys).unwrap();
+    let k = keys.to_str().unwrap();
+    pooldns(&["keygen", "--dir", k, "--ksk"], d);
+    pooldns(&["keygen", "--dir", k], d);
+    let pool_ds = pooldns(&["ds", "--dir", k], d);
+    let geoip = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/dbip-country.mmdb");
+    std::fs::write(
+        d.join("pool.toml"),
+        format!(
+            "origin = \"pool.ntp.org\"\n\
+             [soa]\nmname = \"ns1.pool.ntp.org\"\nrname = \"hostmaster.pool.ntp.org\"\n\
+             [ns]\nnames = [\"ns1.pool.ntp.org\"]\n\
+             [[records]]\nname = \"ns1\"\ntype = \"A\"\nvalue = \"10.99.0.2\"\n\
+             [dnssec]\nkeys = \"{k}\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("feed.json"),
+        signed_feed().replace("pool.test", "pool.ntp.org"),
+    )
+    .unwrap();
+
+    // The parents, signed bottom up: each holds its child's DS.
+    let ntp_key = keygen("ntp.org");
+    let org_key = keygen("org");
+    let root_key = keygen(".");
+    sign(
+        "ntp.org",
+        "ntp.org.zone",
+        format!(
+            "{}ns.ntp.org. 3600 IN A 10.99.0.1\n\
+             pool.ntp.org. 3600 IN NS ns1.pool.ntp.org.\n\
+             ns1.pool.ntp.org. 3600 IN A 10.99.0.2\n{pool_ds}",
+            soa("ntp.org.", "ns.ntp.org.")
+        ),
+        &ntp_key,
+    );
+    sign(
+        "org",
+        "org.zone",
+        format!(
+            "{}ns.org. 3600 IN A 10.99.0.1\n\
+             ntp.org. 3600 IN NS ns.ntp.org.\nns.ntp.org. 3600 IN A 10.99.0.1\n{}",
+            soa("org.", "ns.org."),
+            ds_of(&ntp_key)
+        ),
+        &org_key,
+    );
+    sign(
+        ".",
+        "root.zone",
+        format!(
+            "{}ns. 3600 IN A 10.99.0.1\n\
+             org. 3600 IN NS ns.org.\nns.org. 3600 IN A 10.99.0.1\n{}",
+            soa(".", "ns."),
+            ds_of(&org_key)
+        ),
+        &root_key,
+    );
+    let root_dnskey = std::fs::read_to_string(d.join(format!("{root_key}.key")))
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("DNSKEY 257"))
+        .unwrap()
+        .to_owned();
+
+    let nsd_conf = d.join("nsd.conf");
+    std::fs::write(
+        &nsd_conf,
+        format!(
+            "server:\n  ip-address: 10.99.0.1\n  do-ip6: no\n  username: \"\"\n  chroot: \"\"\n  \
+             zonesdir: \"{dir}\"\n  database: \"\"\n  pidfile: \"{dir}/nsd.pid\"\n  \
+             xfrdfile: \"{dir}/xfrd.state\"\n  xfrdir: \"{dir}\"\n  zonelistfile: \"{dir}/zone.list\"\n  \
+             rrl-ratelimit: 0\nremote-control:\n  control-enable: no\n\
+             zone:\n  name: \".\"\n  zonefile: \"root.zone.signed\"\n\
+             zone:\n  name: \"org\"\n  zonefile: \"org.zone.signed\"\n\
+             zone:\n  name: \"ntp.org\"\n  zonefile: \"ntp.org.zone.signed\"\n",
+            dir = d.display()
+        ),
+    )
+    .unwrap();
+    let spawn = |mut c: Command| Daemon {
+        child: c
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start"),
+    };
+    let mut nsd = ns.command(NSD);
+    nsd.args(["-d", "-c"]).arg(&nsd_conf);
+    let _nsd = spawn(nsd);
+    let mut server = ns.command(env!("CARGO_BIN_EXE_pooldns"));
+    server
+        .args(["serve", "--config"])
+        .arg(d.join("pool.toml"))
+        .arg("--feed")
+        .arg(d.join("feed.json"))
+        .arg("--geoip")
+        .arg(&geoip)
+        .args([
+            "--listen",
+            "10.99.0.2:53",
+            "--http",
+            "none",
+            "--state-dir",
+            "none",
+        ]);
+    let _pooldns = spawn(server);
+    std::fs::write(
+        d.join("root.hints"),
+        ". 3600 IN NS ns.\nns. 3600 IN A 10.99.0.1\n",
+    )
+    .unwrap();
+    let unbound_conf = d.join("unbound.conf");
+    std::fs::write(
+        &unbound_conf,
+        format!(
+            "server:\n  interface: 10.99.0.3\n  port: 53\n  do-daemonize: no\n  username: \"\"\n  \
+             chroot: \"\"\n  directory: \"{dir}\"\n  pidfile: \"\"\n  use-syslog: no\n  \
+             logfile: \"{dir}/unbound.log\"\n  do-ip6: no\n  access-control: 10.0.0.0/8 allow\n  \
+             root-hints: \"{dir}/root.hints\"\n  trust-anchor: \"{anchor}\"\n  \
+             module-config: \"validator iterator\"\n  qname-minimisation: no\n  \
+             val-log-level: 2\nremote-control:\n  control-enable: no\n",
+            dir = d.display(),
+            anchor = root_dnskey.replace('\t', " ")
+        ),
+    )
+    .unwrap();
+    let mut unbound = ns.command(UNBOUND);
+    unbound.args(["-d", "-c"]).arg(&unbound_conf);
+    let _unbound = spawn(unbound);
+
+    let dig = |name: &str, rtype: &str| {
+        let out = ns
+            .command("/usr/bin/dig")
+            .args(["@10.99.0.3", "+dnssec", "+time=2", "+tries=1", name, rtype])
+            .output()
+            .expect("dig");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Until every server is up and Unbound validates the apex.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = dig("pool.ntp.org", "SOA");
+        if out.contains(" ad;") || out.contains(" ad ") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Unbound never validated pool.ntp.org SOA: {out}\n{}",
+            std::fs::read_to_string(d.join("unbound.log")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    for (name, rtype, status) in [
+        ("0.pool.ntp.org", "A", "NOERROR"),
+        ("2.pool.ntp.org", "AAAA", "NOERROR"),
+        ("de.pool.ntp.org", "A", "NOERROR"),
+        ("pool.ntp.org", "NS", "NOERROR"),
+        ("nothing.pool.ntp.org", "A", "NXDOMAIN"),
+        ("ns1.pool.ntp.org", "TXT", "NOERROR"),
+    ] {
+        let out = dig(name, rtype);
+        assert!(
+            out.contains(&format!("status: {status}")),
+            "{name} {rtype}: {out}"
+        );
+        let flags = out.lines().find(|l| l.contains(";; flags:")).unwrap_or("");
+        assert!(flags.contains(" ad"), "{name} {rtype} not authentic: {out}");
+    }
+    // delv validates on its own, from the root key, through Unbound.
+    std::fs::write(d.join("anchors"), {
+        let f: Vec<&str> = root_dnskey.split_whitespace().collect();
+        let at = f.iter().position(|x| *x == "DNSKEY").unwrap();
+        format!(
+            "trust-anchors {{\n . static-key {} {} {} \"{}\";\n}};\n",
+            f[at + 1],
+            f[at + 2],
+            f[at + 3],
+            f[at + 4..].concat()
+        )
+    })
+    .unwrap();
+    let out = ns
+        .command("/usr/bin/delv")
+        .args(["@10.99.0.3", "-a"])
+        .arg(d.join("anchors"))
+        .args(["0.pool.ntp.org", "A"])
+        .output()
+        .expect("delv");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("fully validated"), "{text}");
+}

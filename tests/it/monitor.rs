@@ -33,14 +33,14 @@ const CHRONYD: &str = "/usr/sbin/chronyd";
 
 /// A network namespace, deleted on drop (declare it before what runs inside it, so that it
 /// is dropped after them).
-struct Netns {
+pub(crate) struct Netns {
     name: String,
 }
 
 impl Netns {
     /// A new namespace with loopback up and 10.99.0.N/32 on it for each N of `hosts`; None
     /// (skip) when chronyd or namespaces are not available outside CI.
-    fn create(hosts: &[u8]) -> Option<Netns> {
+    pub(crate) fn create(hosts: &[u8]) -> Option<Netns> {
         let skip = |why: String| {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -71,7 +71,7 @@ impl Netns {
     }
 
     /// A command run inside the namespace, in its own process group.
-    fn command(&self, program: &str) -> Command {
+    pub(crate) fn command(&self, program: &str) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.name, program])
             .stdin(Stdio::null())
@@ -102,8 +102,8 @@ fn enter(name: &str) {
 }
 
 /// A child process group, ended on drop.
-struct Daemon {
-    child: Child,
+pub(crate) struct Daemon {
+    pub(crate) child: Child,
 }
 
 impl Daemon {
