@@ -61,6 +61,20 @@ pub fn sign<'t, R: Rng + ?Sized>(
             }
         }
         Records::Empty => {
+            // A pool name other than the apex is a CNAME for DO=1 queries, whatever the
+            // type (RFC 1034 §3.6.2): other types get the CNAME to the whole pool's source
+            // name, where the resolver finds their absence proven.
+            let cnamed = node
+                .pool
+                .is_some_and(|p| !key.is_empty() && !matches!(p.target, Target::Source(_)));
+            if cnamed {
+                if let Some(cname) = zone.cname(key, crate::table::ZoneId::Global) {
+                    a.rcode = Rcode::NOERROR;
+                    a.authority = Records::Empty;
+                    a.dnssec.cname = Some(cname);
+                    return a;
+                }
+            }
             // NODATA: the SOA, and the NSEC at the name, whose bitmap lacks the type.
             a.authority = Records::Set(std::slice::from_ref(&table.soa_negative));
             a.dnssec.authority = &zone.soa_negative_sigs;
@@ -81,6 +95,11 @@ pub fn sign<'t, R: Rng + ?Sized>(
             };
             let number = node.pool.and_then(|p| p.number);
             let signed = a.zone.and_then(|z| {
+                if key.is_empty() {
+                    // The apex holds its own signed answers (it cannot be a CNAME).
+                    let (picks, sigs) = zone.apex_set(family, z)?.pick(rng)?;
+                    return Some((picks, sigs, None));
+                }
                 let set = zone.set(family, z, number)?;
                 let (picks, sigs) = set.pick(rng)?;
                 let cname = match node.pool.map(|p| p.target) {

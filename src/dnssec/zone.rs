@@ -119,6 +119,12 @@ impl SignedZone {
             .get(&(family as u8, zone.index() as u16, slot(number)))
     }
 
+    /// The apex's signed answers drawn from `zone` (owner: the apex).
+    pub fn apex_set(&self, family: Family, zone: ZoneId) -> Option<&SignedSet> {
+        self.sets
+            .get(&(family as u8, zone.index() as u16, APEX_SLOT))
+    }
+
     /// The CNAME from the pool name `key` to the source name of `zone`.
     pub fn cname(&self, key: &[u8], zone: ZoneId) -> Option<&Cname> {
         let zone = zone.index() as u16;
@@ -150,8 +156,11 @@ impl SignedZone {
 }
 
 fn slot(number: Option<u8>) -> u8 {
-    number.map_or(0, |n| n.saturating_add(1))
+    number.map_or(0, |n| n.saturating_add(1).min(APEX_SLOT - 1))
 }
+
+/// The slot of the apex's own signed answers (owner: the apex, not a source name).
+const APEX_SLOT: u8 = u8::MAX;
 
 fn sign(table: &Table, keys: &Arc<[Key]>, now: u64) -> Result<SignedZone, String> {
     let started = Instant::now();
@@ -276,13 +285,19 @@ fn sign(table: &Table, keys: &Arc<[Key]>, now: u64) -> Result<SignedZone, String
             }
         }
         if let Some(pool) = node.pool {
-            types.push(rtype::A);
-            let aaaa = match config.aaaa {
-                AaaaPolicy::OnlyNumbered(n) => pool.number == Some(n),
-                _ => true,
-            };
-            if aaaa {
-                types.push(rtype::AAAA);
+            // DO=1 answers at a pool name are a CNAME to a source name, except at the apex
+            // and at the source names themselves, which hold the addresses.
+            if key.is_empty() || matches!(pool.target, Target::Source(_)) {
+                types.push(rtype::A);
+                let aaaa = match config.aaaa {
+                    AaaaPolicy::OnlyNumbered(n) => pool.number == Some(n),
+                    _ => true,
+                };
+                if aaaa {
+                    types.push(rtype::AAAA);
+                }
+            } else {
+                types.push(rtype::CNAME);
             }
         }
         for set in &node.rrsets {
@@ -412,11 +427,20 @@ fn sign_pool(table: &Table, zsks: &[&Key], validity: Validity) -> Result<PoolSig
                     end = end.saturating_add(weight);
                     ends.push(end);
                 }
-                layouts.push((
-                    (family as u8, zone.index() as u16, slot(number)),
-                    picks,
-                    ends,
-                ));
+                let key = (family as u8, zone.index() as u16, slot(number));
+                if number.is_none() {
+                    // The apex cannot be a CNAME (it has the SOA and NS): its answers are
+                    // the source name's, signed again with the apex as their owner.
+                    let n = picks.len();
+                    for i in jobs.len() - n..jobs.len() {
+                        let (_, rtype, rdatas) = jobs[i].clone();
+                        jobs.push((config.origin.clone(), rtype, rdatas));
+                    }
+                    layouts.push((key, picks.clone(), ends.clone()));
+                    layouts.push(((key.0, key.1, APEX_SLOT), picks, ends));
+                } else {
+                    layouts.push((key, picks, ends));
+                }
             }
         }
         if any {
@@ -429,6 +453,9 @@ fn sign_pool(table: &Table, zsks: &[&Key], validity: Validity) -> Result<PoolSig
     let mut cname_layout: Vec<Targets> = Vec::new();
     for (key, node) in table.names.iter() {
         let Some(pool) = node.pool else { continue };
+        if key.is_empty() {
+            continue; // signed in place (above)
+        }
         let sources: Vec<ZoneId> = match pool.target {
             Target::Source(_) => continue,
             Target::Geo => live.clone(),
