@@ -300,7 +300,17 @@ fn answer_unsigned<'t, R: Rng + ?Sized>(
             .map_or(rtype::ANY, |r| r.rtype),
         other => other,
     };
+    // The keys of a signed zone are zone data, with or without the DO bit.
+    let keys = table.signed.as_deref().and_then(|z| match wanted {
+        rtype::DNSKEY => Some(&z.dnskey),
+        rtype::CDS => Some(&z.cds),
+        rtype::CDNSKEY => Some(&z.cdnskey),
+        _ => None,
+    });
     match wanted {
+        _ if apex && keys.is_some_and(|k| !k.is_empty()) => {
+            a.answer = Records::Set(keys.expect("checked is_some"));
+        }
         rtype::SOA if apex => a.answer = Records::Set(std::slice::from_ref(&table.soa)),
         rtype::NS if apex => a.answer = Records::Set(&table.ns),
         rtype::A | rtype::AAAA if node.pool.is_some() => {

@@ -489,6 +489,9 @@ async fn delv_validates_every_kind_of_answer_and_rejects_a_tampered_one() {
             "TXT",
             "negative response, fully validated",
         ),
+        ("_src.pool.test", "A", "negative response, fully validated"),
+        ("0.de._src.pool.test", "A", "fully validated"),
+        ("0.pool.test", "AAAA", "fully validated"),
     ];
     let results = tokio::task::spawn_blocking(move || {
         cases
@@ -861,6 +864,8 @@ async fn knot_resolver_validates_signed_answers() {
         ("@", RecordType::NS, ResponseCode::NoError),
         ("nothing", RecordType::A, ResponseCode::NXDomain),
         ("ns1", RecordType::TXT, ResponseCode::NoError),
+        ("@", RecordType::TXT, ResponseCode::NoError),
+        ("0", RecordType::AAAA, ResponseCode::NoError),
     ];
     for (name, rtype, rcode) in cases {
         let m = ask(name, rtype).await.expect("kresd answers");
@@ -1203,6 +1208,48 @@ fn a_signed_chain_from_a_test_root_validates_in_a_namespace() {
         assert_eq!(json[name]["status"], "NOERROR", "{name}: {}", json[name]);
     }
     assert_eq!(json["nothing.pool.ntp.org."]["status"], "NXDOMAIN");
+
+    // Zonemaster's DNSSEC test cases, from the test root's hints.
+    const ZONEMASTER: &str = "/usr/bin/zonemaster-cli";
+    if !Path::new(ZONEMASTER).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "zonemaster-cli missing (apt-get install zonemaster-cli)"
+        );
+        return;
+    }
+    std::fs::write(
+        d.join("zm.hints"),
+        ". 3600 IN NS ns.\nns. 3600 IN A 10.99.0.1\n",
+    )
+    .unwrap();
+    let zm = ns
+        .command(ZONEMASTER)
+        .args([
+            "--no-ipv6",
+            "--level",
+            "INFO",
+            "--test",
+            "dnssec",
+            "--raw",
+            "--hints",
+        ])
+        .arg(d.join("zm.hints"))
+        .arg("pool.ntp.org")
+        .output()
+        .expect("zonemaster-cli");
+    let report =
+        String::from_utf8_lossy(&zm.stdout).into_owned() + &String::from_utf8_lossy(&zm.stderr);
+    let bad: Vec<&str> = report
+        .lines()
+        .filter(|l| l.contains("WARNING") || l.contains("ERROR") || l.contains("CRITICAL"))
+        .collect();
+    assert!(bad.is_empty(), "Zonemaster: {report}");
+    // The test cases ran: the key algorithms were checked and the NSEC chain found.
+    assert!(
+        report.contains("ALGORITHM_OK") && report.contains("DS10_HAS_NSEC"),
+        "Zonemaster ran no DNSSEC test: {report}"
+    );
 }
 
 /// Every "errors" (and "warnings") entry of a DNSViz grok report, with where it is.
