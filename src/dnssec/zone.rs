@@ -584,25 +584,53 @@ fn draw<R: Rng + ?Sized>(
     for (set, weight) in base {
         match fill {
             Some(fill) if set.len() < want && !fill.is_empty() => {
-                // The fill is an independent draw from the whole pool: one answer per
-                // answer of the fill, weights multiplied (the base has one answer, of
-                // weight 1, whenever it is short: it has at most k members).
+                // The fill is an independent draw from the whole pool whose members, in
+                // random order, are added until the answer has `want` (Picks::fill_from): a
+                // uniformly random `need` of those not in the answer yet. So every
+                // combination of them is an answer, the fill answer's weight shared
+                // equally (FILL_SCALE is divisible by every number of combinations of up
+                // to 4 of 16).
+                let need = want - set.len();
                 for (extra, extra_weight) in answers_of(fill, budget, rng) {
-                    let mut full = set.clone();
-                    for m in extra {
-                        if full.len() >= want {
-                            break;
-                        }
-                        if !full.contains(&m) {
-                            full.push(m);
-                        }
+                    let rest: Vec<u32> = extra.into_iter().filter(|m| !set.contains(m)).collect();
+                    let combos = combinations(&rest, need.min(rest.len()));
+                    let share = FILL_SCALE / combos.len().max(1) as u64;
+                    for combo in combos {
+                        let mut full = set.clone();
+                        full.extend(combo);
+                        out.push((
+                            full,
+                            weight.saturating_mul(extra_weight).saturating_mul(share),
+                        ));
                     }
-                    out.push((full, weight.saturating_mul(extra_weight)));
                 }
             }
             _ => out.push((set, weight)),
         }
     }
+    out
+}
+
+/// The weight one fill answer is shared out in (see [`draw`]): lcm(1, …, 16), divisible by
+/// the number of combinations of `need` of `rest` for k = 4.
+const FILL_SCALE: u64 = 720_720;
+
+/// Every combination of `r` of `items`, in order.
+fn combinations(items: &[u32], r: usize) -> Vec<Vec<u32>> {
+    let mut out = Vec::new();
+    let mut chosen = Vec::with_capacity(r);
+    fn go(items: &[u32], r: usize, start: usize, chosen: &mut Vec<u32>, out: &mut Vec<Vec<u32>>) {
+        if chosen.len() == r {
+            out.push(chosen.clone());
+            return;
+        }
+        for i in start..items.len() {
+            chosen.push(items[i]);
+            go(items, r, i + 1, chosen, out);
+            chosen.pop();
+        }
+    }
+    go(items, r, 0, &mut chosen, &mut out);
     out
 }
 
@@ -620,8 +648,9 @@ fn answers_of<R: Rng + ?Sized>(s: &Sampler, budget: usize, rng: &mut R) -> Vec<(
             let v = s.variants_exact((first + j) % orderings);
             for i in 0..v.len() {
                 // Each ordering's weights sum to the sampler's unit (about 2⁶²); scaled
-                // down so that 4,096 orderings' sum fits a u64, 2⁻³⁸ of a unit apart.
-                out.push((v.set(i).to_vec(), (v.weight(i) >> 24).max(1)));
+                // down to 2³² so that 64 orderings' sum times a fill's FILL_SCALE
+                // (under 2²⁰) fits a u64.
+                out.push((v.set(i).to_vec(), (v.weight(i) >> 30).max(1)));
             }
         }
     } else {

@@ -69,13 +69,14 @@ fn demand_json() -> String {
     format!("{{\"v4\": {{{}}}}}", v4.join(", "))
 }
 
-/// Sends `n` queries for `name` A with ECS `address`/32, `parallel` at a time; counts the
-/// addresses answered.
+/// Sends `n` queries for `name` A with ECS `address`/32 (and the DO bit with
+/// `dnssec_ok`), 64 at a time; counts the addresses answered.
 async fn ask_many(
     addr: SocketAddr,
     name: &str,
     address: &str,
     n: usize,
+    dnssec_ok: bool,
     counts: &mut BTreeMap<IpAddr, u64>,
 ) {
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -87,6 +88,9 @@ async fn ask_many(
     while received < n {
         while sent < n && sent - received < window {
             let mut q = with_ecs(query(name, RecordType::A), address, 32);
+            if let Some(edns) = q.edns.as_mut() {
+                edns.set_dnssec_ok(dnssec_ok);
+            }
             id = id.wrapping_add(1);
             q.metadata.id = id;
             socket.send_to(&q.to_vec().unwrap(), addr).await.unwrap();
@@ -110,13 +114,30 @@ async fn ask_many(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_follow_the_plan_per_server() {
+    plan_is_followed(false).await;
+}
+
+/// The same with the zone signed and the DO bit on every query: signed answers (a CNAME to
+/// the drawn source, then its signed variant) keep the plan's loads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_answers_follow_the_plan_per_server() {
+    plan_is_followed(true).await;
+}
+
+async fn plan_is_followed(signed: bool) {
     let dir = tempfile::tempdir().unwrap();
     let demand = dir.path().join("demand.json");
     std::fs::write(&demand, demand_json()).unwrap();
-    let config = format!(
+    let mut config = format!(
         "{CONFIG}\n[balance]\nmode = \"plan\"\nmax_load = 1.5\ndemand = \"{}\"\n",
         demand.display()
     );
+    if signed {
+        for ksk in [true, false] {
+            pooldns::dnssec::key::generate("pool.test", 13, ksk, dir.path(), 0).unwrap();
+        }
+        config.push_str(&format!("[dnssec]\nkeys = \"{}\"\n", dir.path().display()));
+    }
     let servers = servers();
     let server = TestServer::start_with(&config, &feed_json(&servers), Default::default()).await;
     let table = server.table.load_full();
@@ -131,7 +152,7 @@ async fn answers_follow_the_plan_per_server() {
         let n = (answers as f64 * weight / total).round() as usize;
         // The apex and a vendor name: both draw from the whole source.
         let name = ["@", "debian"][i % 2];
-        ask_many(server.addr, name, address, n, &mut counts).await;
+        ask_many(server.addr, name, address, n, signed, &mut counts).await;
     }
     let records: u64 = counts.values().sum();
 
