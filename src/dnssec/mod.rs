@@ -59,6 +59,12 @@
 //! plan's alias table or the zones chain), and the variant as above, so the shares are
 //! those of the unsigned path; resolvers follow in-zone CNAMEs in the same answer.
 //!
+//! Two exceptions: the apex cannot be a CNAME (it holds the SOA and NS), so its answers
+//! are the same variants signed once more with the apex as owner; and a source of fewer
+//! than k servers is filled from the whole pool as the unsigned path fills it, a uniformly
+//! random `need` of the pool answer's other members, so each of those combinations is a
+//! variant of its own, sharing the pool answer's weight equally.
+//!
 //! # Denial: NSEC
 //!
 //! Every name of the zone is known when the table is built and none is secret (the pool's
