@@ -830,7 +830,11 @@ async fn knot_resolver_validates_signed_answers() {
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let mut buf = vec![0u8; 4096];
     let mut ask = async |name: &str, rtype: RecordType| -> Option<Message> {
-        let mut q = with_edns(query(name, rtype), 1232);
+        // "ecs:NAME" asks NAME with a client subnet.
+        let mut q = match name.strip_prefix("ecs:") {
+            Some(name) => crate::harness::with_ecs(query(name, rtype), "81.2.69.142", 24),
+            None => with_edns(query(name, rtype), 1232),
+        };
         q.edns.as_mut().unwrap().set_dnssec_ok(true);
         q.metadata.recursion_desired = true;
         let bytes = q.to_vec().unwrap();
@@ -866,6 +870,8 @@ async fn knot_resolver_validates_signed_answers() {
         ("ns1", RecordType::TXT, ResponseCode::NoError),
         ("@", RecordType::TXT, ResponseCode::NoError),
         ("0", RecordType::AAAA, ResponseCode::NoError),
+        ("ecs:@", RecordType::A, ResponseCode::NoError),
+        ("ecs:1", RecordType::A, ResponseCode::NoError),
     ];
     for (name, rtype, rcode) in cases {
         let m = ask(name, rtype).await.expect("kresd answers");
