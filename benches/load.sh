@@ -67,7 +67,7 @@ usage: benches/load.sh [options]
                      pooldns keygen), and the runs udp-do and udp-nodo (the same queries, all
                      with EDNS, with and without DO): pd-signed's DO=1 / DO=0 q/CPU-s is what
                      signed answers cost
-  --reload           also run reload under load: rewrite the feed every ${RELOAD_EVERY} s while dnsperf
+  --reload           also run reload under load (of pd-signed with --dnssec): rewrite the feed every ${RELOAD_EVERY} s while dnsperf
                      runs; report build time, swap time, RSS, lost and wrong answers
   --duration S       seconds per saturating run (default $DURATION; the reload run takes 2 x S)
   --rate-duration S  seconds per fixed-rate run (default min(S, 10))
@@ -500,7 +500,11 @@ STATUS=0
 if [ "$RELOAD" = 1 ]; then
     log ""
     log "reload under load: ${RELOAD_DURATION} s of dnsperf against pooldns, the feed rewritten every ${RELOAD_EVERY} s"
-    pid=${PID[pooldns]}
+    # With --dnssec the signed server is the one measured (both reload the same feed).
+    target=pooldns
+    [ "$DNSSEC" = 1 ] && target=pd-signed
+    log "  measured: $target"
+    pid=${PID[$target]}
     rss_sampler() {
         while kill -0 "$pid" 2>/dev/null; do
             awk '/^VmRSS:/{r=$2} /^VmHWM:/{h=$2} END{print r, h}' "/proc/$pid/status" || true
@@ -515,12 +519,12 @@ if [ "$RELOAD" = 1 ]; then
         --log "$TMP/swaps.txt" &
     SWAP_PID=$!
     CHILDREN+=("$SWAP_PID")
-    python3 "$LB" check --port "${PORT[pooldns]}" --feed "$TMP/feed-a.json" \
+    python3 "$LB" check --port "${PORT[$target]}" --feed "$TMP/feed-a.json" \
         --feed "$TMP/feed-b.json" --config "$CONFIG" --duration "$RELOAD_DURATION" \
         --rate 1000 > "$TMP/check.json" &
     CHECK_PID=$!
     CHILDREN+=("$CHECK_PID")
-    measure pooldns reload 1 "" -- -d "$TMP/q/mix.bin" -l "$RELOAD_DURATION" -S 1
+    measure "$target" reload 1 "" -- -d "$TMP/q/mix.bin" -l "$RELOAD_DURATION" -S 1
     wait "$SWAP_PID" || die "the feed swapper failed"
     forget "$SWAP_PID"
     wait "$CHECK_PID" || die "the answer check failed to run"
@@ -529,7 +533,9 @@ if [ "$RELOAD" = 1 ]; then
     kill "$RSS_PID" 2>/dev/null || true
     wait "$RSS_PID" 2>/dev/null || true
     forget "$RSS_PID"
-    python3 "$LB" reload-report --log "$TMP/pooldns.log" --swaps "$TMP/swaps.txt" \
+    signed_flag=()
+    [ "$target" = pd-signed ] && signed_flag=(--signed)
+    python3 "$LB" reload-report "${signed_flag[@]}" --log "$TMP/$target.log" --swaps "$TMP/swaps.txt" \
         --rss "$TMP/rss.txt" --runs "$RUNS_JSON" --check "$TMP/check.json" \
         --servers "$SERVERS" --every "$RELOAD_EVERY" || STATUS=2
 fi

@@ -1185,11 +1185,13 @@ def cmd_reload_report(args):
     for e in check.get("examples", []):
         print(f"    e.g. {e}")
     hwm = rss[-1][1] / 1024 if rss else None
+    # A signed zone's targets (issue 15): build and signing under 2 s, under 600 MB.
+    build_ms, rss_mb = (2000, 600) if args.signed else (1000, 300)
     verdicts = [
         ("every rename swapped in a new table", len(builds) >= len(swaps) and not refused),
-        ("table build < 1000 ms (max)", bool(builds) and max(builds) < 1000),
-        ("rename -> live < 1000 ms (max)", len(lat) == len(swaps) and max(lat) < 1000),
-        ("RSS (VmHWM) < 300 MB", hwm is not None and hwm < 300),
+        (f"table build < {build_ms} ms (max)", bool(builds) and max(builds) < build_ms),
+        (f"rename -> live < {build_ms} ms (max)", len(lat) == len(swaps) and max(lat) < build_ms),
+        (f"RSS (VmHWM) < {rss_mb} MB", hwm is not None and hwm < rss_mb),
         ("no dnsperf query lost", run.get("lost") == 0),
         ("no check query lost", check["timeouts"] == 0 and check["answered"] == check["sent"]),
         ("every checked answer right", check["bad_rcode"] + check["bad_count"]
@@ -1384,6 +1386,8 @@ def main():
     p.add_argument("--rate", type=float, default=1000)
     p.add_argument("--timeout", type=float, default=2.0)
     p = sub.add_parser("reload-report")
+    p.add_argument("--signed", action="store_true",
+                   help="the measured server signs its zone: 2 s and 600 MB targets")
     p.add_argument("--log", required=True)
     p.add_argument("--swaps", required=True)
     p.add_argument("--rss", required=True)
