@@ -327,20 +327,9 @@ fn a_zone_signed_by_pooldns_passes_dnssec_verify() {
 // ---------------------------------------------------------------------------------------
 // Signed answers from the real server
 
-/// Servers of the signed test zone: a skewed set in `de` (IPv4), a few in `nl`, and IPv6
-/// servers in `de`.
-const SIGNED_DE: [(&str, u32); 10] = [
-    ("192.0.2.1", 50_000),
-    ("192.0.2.2", 50_000),
-    ("192.0.2.3", 25_000),
-    ("192.0.2.4", 25_000),
-    ("192.0.2.5", 25_000),
-    ("192.0.2.6", 12_000),
-    ("192.0.2.7", 12_000),
-    ("192.0.2.8", 6_000),
-    ("192.0.2.9", 3_000),
-    ("192.0.2.10", 1_500),
-];
+/// Servers of the signed test zone: the fairness tests' skewed set in `de` (IPv4), a few
+/// in `nl`, and IPv6 servers in `de`.
+use crate::fairness::SKEWED as SIGNED_DE;
 
 fn signed_feed() -> String {
     use crate::harness::{feed_json, s};
@@ -368,6 +357,70 @@ fn signed_feed() -> String {
         servers.push(s(200 + i as u64, ip, 10_000, "de"));
     }
     feed_json(&servers)
+}
+
+/// A DO=1 question for NAME (relative to pool.test; "@" the apex) of `rtype`, with a client
+/// subnet `ecs`/24 when given, and the RD bit when it goes to a resolver.
+fn do_query(
+    name: &str,
+    rtype: hickory_proto::rr::RecordType,
+    ecs: Option<&str>,
+    recursion: bool,
+) -> hickory_proto::op::Message {
+    let q = crate::harness::query(name, rtype);
+    let mut q = match ecs {
+        Some(addr) => crate::harness::with_ecs(q, addr, 24),
+        None => crate::harness::with_edns(q, 1232),
+    };
+    q.edns.as_mut().expect("edns").set_dnssec_ok(true);
+    q.metadata.recursion_desired = recursion;
+    q
+}
+
+/// Sends `q` to `to` and waits `wait` for the answer with its id; `tries` sends at most.
+async fn exchange(
+    socket: &tokio::net::UdpSocket,
+    to: std::net::SocketAddr,
+    q: &hickory_proto::op::Message,
+    wait: std::time::Duration,
+    tries: usize,
+) -> Option<hickory_proto::op::Message> {
+    let bytes = q.to_vec().ok()?;
+    let mut buf = vec![0u8; 4096];
+    for _ in 0..tries {
+        socket.send_to(&bytes, to).await.ok()?;
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(Ok(len)) = tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
+            if let Ok(m) = hickory_proto::op::Message::from_vec(&buf[..len]) {
+                if m.metadata.id == q.metadata.id {
+                    return Some(m);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The harness server with `config`, serving [`signed_feed`].
+async fn start_signed(config: &str) -> crate::harness::TestServer {
+    crate::harness::TestServer::start_with(
+        config,
+        &signed_feed(),
+        pooldns::server::ServerOptions::default(),
+    )
+    .await
+}
+
+/// Whether delv and BIND's tools are here; with CI set, they must be.
+fn delv_present() -> bool {
+    if bind_tools() && Path::new("/usr/bin/delv").exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "delv (bind9-dnsutils) missing"
+    );
+    false
 }
 
 /// A KSK and a ZSK (algorithm 13) in `dir`; the harness configuration signed with them;
@@ -398,23 +451,26 @@ fn signed_setup_of(dir: &Path, algorithm: u8) -> (String, String, String) {
     );
     let text = std::fs::read_to_string(ksk).unwrap();
     let line = text.lines().find(|l| l.contains("DNSKEY 257")).unwrap();
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    let at = fields.iter().position(|f| *f == "DNSKEY").unwrap();
-    let anchor = format!(
-        "trust-anchors {{\n pool.test. static-key {} {} {} \"{}\";\n}};\n",
-        fields[at + 1],
-        fields[at + 2],
-        fields[at + 3],
-        fields[at + 4..].concat()
-    );
-    let dnskey = format!(
-        "pool.test. DNSKEY {} {} {} {}",
-        fields[at + 1],
-        fields[at + 2],
-        fields[at + 3],
-        fields[at + 4..].concat()
-    );
+    let (anchor, dnskey) = anchors_of("pool.test.", line);
     (config, anchor, dnskey)
+}
+
+/// From a KSK's DNSKEY line (a `.key` file's, its key possibly split by spaces): delv's
+/// trust-anchors file for `zone` and the record in zone-file syntax, for Unbound and kresd.
+fn anchors_of(zone: &str, dnskey_line: &str) -> (String, String) {
+    let fields: Vec<&str> = dnskey_line.split_whitespace().collect();
+    let at = fields
+        .iter()
+        .position(|f| *f == "DNSKEY")
+        .expect("a DNSKEY");
+    let (flags, protocol, algorithm) = (fields[at + 1], fields[at + 2], fields[at + 3]);
+    let key = fields[at + 4..].concat();
+    (
+        format!(
+            "trust-anchors {{\n {zone} static-key {flags} {protocol} {algorithm} \"{key}\";\n}};\n"
+        ),
+        format!("{zone} DNSKEY {flags} {protocol} {algorithm} {key}"),
+    )
 }
 
 /// delv's verdict on NAME TYPE asked of `server` with `anchors`: its output.
@@ -441,23 +497,14 @@ fn delv(server: std::net::SocketAddr, anchors: &Path, name: &str, rtype: &str) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delv_validates_every_kind_of_answer_and_rejects_a_tampered_one() {
-    if !bind_tools() || !Path::new("/usr/bin/delv").exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "delv (bind9-dnsutils) missing"
-        );
+    if !delv_present() {
         return;
     }
     let keys = tempfile::tempdir().unwrap();
     let (config, anchor) = signed_setup(keys.path());
     let anchors = keys.path().join("anchors");
     std::fs::write(&anchors, anchor).unwrap();
-    let server = crate::harness::TestServer::start_with(
-        &config,
-        &signed_feed(),
-        pooldns::server::ServerOptions::default(),
-    )
-    .await;
+    let server = start_signed(&config).await;
     let addr = server.addr;
     let cases = [
         ("pool.test", "SOA", "fully validated"),
@@ -556,17 +603,11 @@ async fn delv_validates_every_kind_of_answer_and_rejects_a_tampered_one() {
 /// and they stay varied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn signed_answers_keep_every_share_and_stay_varied() {
-    use crate::harness::{addresses, query, with_edns};
-    use hickory_proto::op::Message;
+    use crate::harness::addresses;
     use hickory_proto::rr::RecordType;
     let keys = tempfile::tempdir().unwrap();
     let (config, _) = signed_setup(keys.path());
-    let server = crate::harness::TestServer::start_with(
-        &config,
-        &signed_feed(),
-        pooldns::server::ServerOptions::default(),
-    )
-    .await;
+    let server = start_signed(&config).await;
     let n = 20_000;
     let mut tasks = Vec::new();
     for client in 0..8 {
@@ -574,26 +615,13 @@ async fn signed_answers_keep_every_share_and_stay_varied() {
         tasks.push(tokio::spawn(async move {
             let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
             let mut answers = Vec::new();
-            let mut buf = vec![0u8; 4096];
             for i in 0..n / 8 {
-                let mut q = with_edns(query("de", RecordType::A), 1232);
-                q.edns.as_mut().unwrap().set_dnssec_ok(true);
+                let mut q = do_query("de", RecordType::A, None, false);
                 q.metadata.id = (client * 10_000 + i) as u16;
-                let bytes = q.to_vec().unwrap();
-                let m = loop {
-                    socket.send_to(&bytes, addr).await.unwrap();
-                    let got = tokio::time::timeout(
-                        std::time::Duration::from_secs(2),
-                        socket.recv(&mut buf),
-                    )
-                    .await;
-                    if let Ok(Ok(len)) = got {
-                        let m = Message::from_vec(&buf[..len]).unwrap();
-                        if m.metadata.id == q.metadata.id {
-                            break m;
-                        }
-                    }
-                };
+                let wait = std::time::Duration::from_secs(2);
+                let m = exchange(&socket, addr, &q, wait, 5)
+                    .await
+                    .expect("an answer");
                 let signatures = m
                     .answers
                     .iter()
@@ -642,17 +670,11 @@ async fn signed_answers_keep_every_share_and_stay_varied() {
 /// subnet, and for denials.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unbound_validates_signed_answers_with_and_without_ecs() {
-    use crate::harness::{query, with_ecs, with_edns};
-    use hickory_proto::op::{Message, ResponseCode};
+    use hickory_proto::op::ResponseCode;
     use hickory_proto::rr::RecordType;
     let keys = tempfile::tempdir().unwrap();
     let (config, _, dnskey) = signed_setup_with_dnskey(keys.path());
-    let server = crate::harness::TestServer::start_with(
-        &config,
-        &signed_feed(),
-        pooldns::server::ServerOptions::default(),
-    )
-    .await;
+    let server = start_signed(&config).await;
     let Some(unbound) = crate::resolver::start_unbound_with(server.addr, Some(&dnskey)) else {
         return;
     };
@@ -680,28 +702,12 @@ async fn unbound_validates_signed_answers_with_and_without_ecs() {
         ),
     ];
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut buf = vec![0u8; 4096];
     for (name, rtype, ecs, rcode) in cases {
-        let q = query(name, rtype);
-        let mut q = match ecs {
-            Some(addr) => with_ecs(q, addr, 24),
-            None => with_edns(q, 1232),
-        };
-        q.edns.as_mut().unwrap().set_dnssec_ok(true);
-        q.metadata.recursion_desired = true;
-        let bytes = q.to_vec().unwrap();
-        let m = loop {
-            socket.send_to(&bytes, unbound.addr).await.unwrap();
-            let got =
-                tokio::time::timeout(std::time::Duration::from_secs(5), socket.recv(&mut buf))
-                    .await;
-            if let Ok(Ok(len)) = got {
-                let m = Message::from_vec(&buf[..len]).unwrap();
-                if m.metadata.id == q.metadata.id {
-                    break m;
-                }
-            }
-        };
+        let q = do_query(name, rtype, ecs, true);
+        let wait = std::time::Duration::from_secs(5);
+        let m = exchange(&socket, unbound.addr, &q, wait, 3)
+            .await
+            .expect("Unbound answers");
         assert_eq!(m.metadata.response_code, rcode, "{name} {rtype}: {m:?}");
         assert!(
             m.metadata.authentic_data,
@@ -717,11 +723,7 @@ async fn unbound_validates_signed_answers_with_and_without_ecs() {
 /// from either instance, and the DNSKEY RRset holds the waiting key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ed25519_a_pre_published_zsk_and_a_second_instance_all_validate() {
-    if !bind_tools() || !Path::new("/usr/bin/delv").exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "delv (bind9-dnsutils) missing"
-        );
+    if !delv_present() {
         return;
     }
     let keys = tempfile::tempdir().unwrap();
@@ -744,9 +746,8 @@ async fn ed25519_a_pre_published_zsk_and_a_second_instance_all_validate() {
     std::fs::write(&private, text + "\n").unwrap();
     let anchors = keys.path().join("anchors");
     std::fs::write(&anchors, anchor).unwrap();
-    let options = pooldns::server::ServerOptions::default;
-    let a = crate::harness::TestServer::start_with(&config, &signed_feed(), options()).await;
-    let b = crate::harness::TestServer::start_with(&config, &signed_feed(), options()).await;
+    let a = start_signed(&config).await;
+    let b = start_signed(&config).await;
     let (addr_a, addr_b) = (a.addr, b.addr);
     let results = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
@@ -780,7 +781,7 @@ async fn ed25519_a_pre_published_zsk_and_a_second_instance_all_validate() {
 /// anchor, marks signed answers authentic (AD), denials included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn knot_resolver_validates_signed_answers() {
-    use crate::harness::{query, signal_group, with_edns};
+    use crate::harness::signal_group;
     use hickory_proto::op::{Message, ResponseCode};
     use hickory_proto::rr::RecordType;
     use std::os::unix::process::CommandExt;
@@ -795,12 +796,7 @@ async fn knot_resolver_validates_signed_answers() {
     }
     let keys = tempfile::tempdir().unwrap();
     let (config, _, dnskey) = signed_setup_with_dnskey(keys.path());
-    let server = crate::harness::TestServer::start_with(
-        &config,
-        &signed_feed(),
-        pooldns::server::ServerOptions::default(),
-    )
-    .await;
+    let server = start_signed(&config).await;
     let dir = tempfile::tempdir().unwrap();
     let port = crate::harness::free_port();
     let conf = dir.path().join("kresd.conf");
@@ -828,24 +824,13 @@ async fn knot_resolver_validates_signed_answers() {
         .expect("start kresd");
     let kresd: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let mut ask = async |name: &str, rtype: RecordType| -> Option<Message> {
+    let ask = async |name: &str, rtype: RecordType| -> Option<Message> {
         // "ecs:NAME" asks NAME with a client subnet.
-        let mut q = match name.strip_prefix("ecs:") {
-            Some(name) => crate::harness::with_ecs(query(name, rtype), "81.2.69.142", 24),
-            None => with_edns(query(name, rtype), 1232),
+        let q = match name.strip_prefix("ecs:") {
+            Some(name) => do_query(name, rtype, Some("81.2.69.142"), true),
+            None => do_query(name, rtype, None, true),
         };
-        q.edns.as_mut().unwrap().set_dnssec_ok(true);
-        q.metadata.recursion_desired = true;
-        let bytes = q.to_vec().unwrap();
-        socket.send_to(&bytes, kresd).await.ok()?;
-        let deadline = std::time::Duration::from_secs(3);
-        let len = tokio::time::timeout(deadline, socket.recv(&mut buf))
-            .await
-            .ok()?
-            .ok()?;
-        let m = Message::from_vec(&buf[..len]).ok()?;
-        (m.metadata.id == q.metadata.id).then_some(m)
+        exchange(&socket, kresd, &q, std::time::Duration::from_secs(3), 1).await
     };
     // Until kresd answers and has the zone's keys (it starts by priming its anchor).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
@@ -1119,18 +1104,7 @@ fn a_signed_chain_from_a_test_root_validates_in_a_namespace() {
         assert!(flags.contains(" ad"), "{name} {rtype} not authentic: {out}");
     }
     // delv validates on its own, from the root key, through Unbound.
-    std::fs::write(d.join("anchors"), {
-        let f: Vec<&str> = root_dnskey.split_whitespace().collect();
-        let at = f.iter().position(|x| *x == "DNSKEY").unwrap();
-        format!(
-            "trust-anchors {{\n . static-key {} {} {} \"{}\";\n}};\n",
-            f[at + 1],
-            f[at + 2],
-            f[at + 3],
-            f[at + 4..].concat()
-        )
-    })
-    .unwrap();
+    std::fs::write(d.join("anchors"), anchors_of(".", &root_dnskey).0).unwrap();
     let out = ns
         .command("/usr/bin/delv")
         .args(["@10.99.0.3", "-a"])
@@ -1283,7 +1257,7 @@ fn find_problems(v: &serde_json::Value, at: &str, out: &mut Vec<String>) {
 /// table's four disjoint subsets of the pool, each subset seen whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_numbered_names_keep_the_split() {
-    use crate::harness::{addresses, feed_json, query, s, with_edns};
+    use crate::harness::{addresses, feed_json, s};
     use hickory_proto::rr::RecordType;
     use pooldns::table::{Family, ZoneId};
     use std::collections::BTreeSet;
@@ -1317,8 +1291,7 @@ async fn signed_numbered_names_keep_the_split() {
         let mut seen = vec![BTreeSet::new(); 4];
         for (n, seen) in seen.iter_mut().enumerate() {
             for _ in 0..300 {
-                let mut q = with_edns(query(&n.to_string(), RecordType::A), 1232);
-                q.edns.as_mut().unwrap().set_dnssec_ok(true);
+                let q = do_query(&n.to_string(), RecordType::A, None, false);
                 seen.extend(addresses(&server.udp(&q).await));
             }
         }

@@ -26,7 +26,7 @@ const CLIENTS: usize = 8;
 
 /// A small country zone: two big servers, a few mid-size, several small ones; nobody has
 /// more than a quarter of the 209,500 kbit/s total.
-const SKEWED: [(&str, u32); 10] = [
+pub(crate) const SKEWED: [(&str, u32); 10] = [
     ("192.0.2.1", 50_000),
     ("192.0.2.2", 50_000),
     ("192.0.2.3", 25_000),

@@ -475,3 +475,64 @@ pub fn free_port() -> u16 {
         }
     }
 }
+
+/// Checks a systemd unit of ours: its `ExecStart=` (continuation lines joined) runs
+/// `/usr/local/bin/pooldns SUBCOMMAND` with flags that `pooldns SUBCOMMAND --help` lists,
+/// and `systemd-analyze verify` (when installed) accepts it against the binary just built.
+/// Returns the words of `ExecStart=`.
+pub fn check_unit_exec(unit: &str, file_name: &str, subcommand: &str) -> Vec<String> {
+    use std::process::{Command, Stdio};
+    let mut exec = String::new();
+    for line in unit.lines().skip_while(|l| !l.starts_with("ExecStart=")) {
+        let line = line.trim_end();
+        exec.push_str(line.trim_end_matches('\\'));
+        exec.push(' ');
+        if !line.ends_with('\\') {
+            break;
+        }
+    }
+    let words: Vec<String> = exec
+        .trim_start_matches("ExecStart=")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(words[..2], ["/usr/local/bin/pooldns", subcommand], "{exec}");
+    let help = Command::new(env!("CARGO_BIN_EXE_pooldns"))
+        .args([subcommand, "--help"])
+        .output()
+        .expect("pooldns --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in words.iter().filter(|w| w.starts_with("--")) {
+        assert!(
+            help.contains(&format!("{flag} ")),
+            "{flag} is no {subcommand} flag"
+        );
+    }
+    // systemd's own check, against the binary just built (verify wants it to exist).
+    let Ok(status) = Command::new("systemd-analyze")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+    else {
+        eprintln!("SKIPPED systemd-analyze verify: systemd-analyze not found");
+        return words;
+    };
+    assert!(status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join(file_name);
+    std::fs::write(
+        &copy,
+        unit.replace("/usr/local/bin/pooldns", env!("CARGO_BIN_EXE_pooldns")),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .current_dir(dir.path())
+        .output()
+        .expect("systemd-analyze verify");
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains(file_name), "{stderr}");
+    words
+}

@@ -1027,56 +1027,7 @@ fn the_monitor_systemd_unit_uses_real_flags_allows_adjtimex_and_verifies() {
     assert!(allow > deny);
     // ProtectClock= would deny adjtimex: the monitor could never score.
     assert!(!lines.iter().any(|l| l.starts_with("ProtectClock=")));
-    let mut exec = String::new();
-    for line in unit.lines().skip_while(|l| !l.starts_with("ExecStart=")) {
-        let line = line.trim_end();
-        exec.push_str(line.trim_end_matches('\\'));
-        exec.push(' ');
-        if !line.ends_with('\\') {
-            break;
-        }
-    }
-    let words: Vec<&str> = exec
-        .trim_start_matches("ExecStart=")
-        .split_whitespace()
-        .collect();
-    assert_eq!(words[..2], ["/usr/local/bin/pooldns", "monitor"], "{exec}");
-    let help = Command::new(env!("CARGO_BIN_EXE_pooldns"))
-        .args(["monitor", "--help"])
-        .output()
-        .unwrap();
-    let help = String::from_utf8_lossy(&help.stdout);
-    for flag in words.iter().filter(|w| w.starts_with("--")) {
-        assert!(
-            help.contains(&format!("{flag} ")),
-            "{flag} is no monitor flag"
-        );
-    }
-    let Ok(status) = Command::new("systemd-analyze")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-    else {
-        eprintln!("SKIPPED systemd-analyze verify: systemd-analyze not found");
-        return;
-    };
-    assert!(status.success());
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("pooldns-monitor.service");
-    std::fs::write(
-        &copy,
-        unit.replace("/usr/local/bin/pooldns", env!("CARGO_BIN_EXE_pooldns")),
-    )
-    .unwrap();
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&copy)
-        .current_dir(dir.path())
-        .output()
-        .expect("systemd-analyze verify");
-    assert!(out.status.success(), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("pooldns-monitor.service"), "{stderr}");
+    crate::harness::check_unit_exec(&unit, "pooldns-monitor.service", "monitor");
 }
 
 /// The addresses `pooldns serve` at 127.0.0.1:`port` of namespace `ns` answers for the
