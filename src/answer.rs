@@ -113,6 +113,9 @@ pub struct Answer<'t> {
     pub ede: Option<Ede>,
     /// DNSSEC records, for a DO=1 query to a signed zone.
     pub dnssec: Signatures<'t>,
+    /// The zone's name the question landed on, if it exists (for the DNSSEC records, so
+    /// that the name is looked up once).
+    pub node: Option<&'t Node>,
 }
 
 /// The DNSSEC records of an answer: RRSIGs after each section's RRset, and the NSEC
@@ -174,6 +177,7 @@ impl<'t> Answer<'t> {
             class: class::IN,
             ede: None,
             dnssec: Signatures::default(),
+            node: None,
         }
     }
 
@@ -240,12 +244,14 @@ fn answer_unsigned<'t, R: Rng + ?Sized>(
         class: class::IN,
         ede: None,
         dnssec: Signatures::default(),
+        node: None,
     };
     let Some(node) = table.names.get(key) else {
         a.rcode = Rcode::NXDOMAIN;
         a.authority = Records::Set(std::slice::from_ref(&table.soa_negative));
         return a;
     };
+    a.node = Some(node);
     let apex = key.is_empty();
     let qtype = question.qtype;
     if let Some(debug) = node.debug {
@@ -301,16 +307,9 @@ fn answer_unsigned<'t, R: Rng + ?Sized>(
         other => other,
     };
     // The keys of a signed zone are zone data, with or without the DO bit.
-    let keys = table.signed.as_deref().and_then(|z| match wanted {
-        rtype::DNSKEY => Some(&z.dnskey),
-        rtype::CDS => Some(&z.cds),
-        rtype::CDNSKEY => Some(&z.cdnskey),
-        _ => None,
-    });
+    let keys = table.signed.as_deref().and_then(|z| z.keys(wanted));
     match wanted {
-        _ if apex && keys.is_some_and(|k| !k.is_empty()) => {
-            a.answer = Records::Set(keys.expect("checked is_some"));
-        }
+        _ if apex && keys.is_some() => a.answer = Records::Set(keys.unwrap_or_default()),
         rtype::SOA if apex => a.answer = Records::Set(std::slice::from_ref(&table.soa)),
         rtype::NS if apex => a.answer = Records::Set(&table.ns),
         rtype::A | rtype::AAAA if node.pool.is_some() => {

@@ -35,25 +35,12 @@ pub fn sign<'t, R: Rng + ?Sized>(
     owner[key.len()..].copy_from_slice(origin);
     let owner = &owner_buf[..owner_len];
 
-    let node = table.names.get(key).filter(|n| n.debug.is_none());
+    let node = a.node.filter(|n| n.debug.is_none());
     let Some(node) = node else {
         deny_name(table, zone, key, owner, &mut a);
         return a;
     };
-    let apex = key.is_empty();
-    if apex {
-        let set = match question.qtype {
-            rtype::DNSKEY => Some(&zone.dnskey),
-            rtype::CDS => Some(&zone.cds),
-            rtype::CDNSKEY => Some(&zone.cdnskey),
-            _ => None,
-        };
-        if let Some(set) = set.filter(|s| !s.is_empty()) {
-            a.rcode = Rcode::NOERROR;
-            a.answer = Records::Set(set);
-            a.authority = Records::Empty;
-        }
-    }
+    // The apex's DNSKEY, CDS and CDNSKEY come from the unsigned answer: they are zone data.
     match &a.answer {
         Records::Set(set) => {
             if let Some(first) = set.first() {

@@ -132,6 +132,19 @@ pub fn rrsig_rdata(
     Ok(rdata)
 }
 
+/// The RRSIG RDATAs of `set` by each of `keys`: one signature per key, as a zone in a
+/// rollover or with several algorithms carries.
+pub fn rrsigs(
+    set: &RrSet<'_>,
+    keys: &[&Key],
+    signer: &[u8],
+    validity: Validity,
+) -> Result<Box<[Box<[u8]>]>, String> {
+    keys.iter()
+        .map(|k| rrsig_rdata(set, k, signer, validity).map(Vec::into_boxed_slice))
+        .collect()
+}
+
 /// The NSEC type bit maps field (RFC 4034 §4.1.2) of `types` (any order, duplicates
 /// allowed).
 pub fn type_bitmaps(types: &[u16]) -> Vec<u8> {

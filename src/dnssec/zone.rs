@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, RngExt, SeedableRng};
 
 use super::key::Key;
-use super::sign::{RrSet, Validity, canonical_cmp, nsec_chain, rrsig_rdata};
+use super::sign::{RrSet, Validity, canonical_cmp, nsec_chain, rrsigs};
 use crate::config::AaaaPolicy;
 use crate::plan::Source;
 use crate::select::{Picks, Sampler};
@@ -135,6 +135,17 @@ impl SignedZone {
             .map(|(_, c)| c)
     }
 
+    /// The apex's key RRset of `rtype` (DNSKEY, CDS or CDNSKEY), when it has records.
+    pub fn keys(&self, rtype: u16) -> Option<&[Rr]> {
+        let set = match rtype {
+            rtype::DNSKEY => &self.dnskey,
+            rtype::CDS => &self.cds,
+            rtype::CDNSKEY => &self.cdnskey,
+            _ => return None,
+        };
+        (!set.is_empty()).then_some(&set[..])
+    }
+
     /// The signatures of the RRset of `rtype` at the name `key` (relative wire key).
     pub fn sigs(&self, key: &[u8], rtype: u16) -> &[Box<[u8]>] {
         self.sigs
@@ -202,12 +213,8 @@ fn sign(table: &Table, keys: &Arc<[Key]>, now: u64) -> Result<SignedZone, String
             ttl,
             rdatas,
         };
-        let sigs: Result<Vec<Box<[u8]>>, String> = by
-            .iter()
-            .map(|k| rrsig_rdata(&set, k, origin, validity).map(Vec::into_boxed_slice))
-            .collect();
         count += by.len();
-        sigs.map(Vec::into_boxed_slice)
+        rrsigs(&set, by, origin, validity)
     };
     let mut sigs: HashMap<Box<[u8]>, Vec<(u16, Sigs)>> = HashMap::new();
     let ttl = config.ns_ttl;
@@ -499,10 +506,7 @@ fn sign_pool(table: &Table, zsks: &[&Key], validity: Validity) -> Result<PoolSig
             ttl,
             rdatas: rdatas.iter().map(Vec::as_slice).collect(),
         };
-        zsks.iter()
-            .map(|k| rrsig_rdata(&set, k, origin, validity).map(Vec::into_boxed_slice))
-            .collect::<Result<Vec<_>, String>>()
-            .map(Vec::into_boxed_slice)
+        rrsigs(&set, zsks, origin, validity)
     });
     let mut signed = signed.into_iter();
     let mut sets = HashMap::with_capacity(layouts.len());

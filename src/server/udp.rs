@@ -56,8 +56,6 @@ pub struct Worker {
     send_headers: MultiHeaders<SockaddrStorage>,
     /// Set in the first worker of an address with several: steers the queries.
     leader: Option<Leader>,
-    /// Packets in the last batch received.
-    received_count: usize,
 }
 
 impl Worker {
@@ -87,7 +85,6 @@ impl Worker {
             recv_headers: MultiHeaders::preallocate(BATCH, None),
             send_headers: MultiHeaders::preallocate(BATCH, None),
             leader: None,
-            received_count: 0,
         })
     }
 
@@ -119,15 +116,17 @@ impl Worker {
     /// Receives one batch (waiting for at least one packet, up to [`POLL`]), answers it and
     /// sends the answers; then, in a leader, steers. Returns the number of answers sent.
     pub fn serve_batch(&mut self) -> std::io::Result<usize> {
-        self.received_count = 0;
-        let answered = self.answer_batch();
+        let received = self.receive();
+        let count = *received.as_ref().unwrap_or(&0);
+        let answered = received.map(|count| self.answer(count));
         if let Some(leader) = &mut self.leader {
-            leader.after_batch(&self.socket, self.received_count, BATCH);
+            leader.after_batch(&self.socket, count, BATCH);
         }
         answered
     }
 
-    fn answer_batch(&mut self) -> std::io::Result<usize> {
+    /// Receives a batch into the query buffers; returns how many packets came.
+    fn receive(&mut self) -> std::io::Result<usize> {
         let fd = self.socket.as_raw_fd();
         let count = {
             let mut chunks = self.queries.chunks_exact_mut(QUERY_MAX);
@@ -150,8 +149,12 @@ impl Worker {
             }
             count
         };
-        self.received_count = count;
+        Ok(count)
+    }
 
+    /// Answers the `count` packets received and sends the answers; returns how many.
+    fn answer(&mut self, count: usize) -> usize {
+        let fd = self.socket.as_raw_fd();
         let table = self.table.load();
         let rrl = &table.config.rrl;
         // One clock read per batch, and none when rate limiting is off.
@@ -234,7 +237,7 @@ impl Worker {
                 Err(_) => sent += 1,
             }
         }
-        Ok(answers)
+        answers
     }
 }
 

@@ -139,10 +139,6 @@ impl Names {
                     Target::Source(zone),
                 );
             }
-            // Their parent is an empty non-terminal: it exists (NODATA, never NXDOMAIN,
-            // which validators would find contradicted by the names below it).
-            let parent = name::key_from_text(SOURCE_LABEL).expect("valid label");
-            map.entry(parent.into_boxed_slice()).or_default();
         }
         for (label, debug) in [
             ("_country", DebugName::Country),
@@ -225,10 +221,14 @@ impl Names {
                     node.rrsets.sort_by_key(|s| s[0].rtype);
                 }
             }
-            // Empty non-terminals: every ancestor exists (RFC 4592 §2.2.2 terms).
-            // Owner keys come from name::key_from_text, so every length byte is followed
-            // by that many bytes and the slicing below stays in bounds.
-            let mut key = &rec.owner[..];
+        }
+        // Empty non-terminals: every ancestor of a name exists (RFC 4592 §2.2.2 terms), so
+        // it is NODATA, never an NXDOMAIN that the names below it would contradict (a
+        // validator finds that bogus). Keys come from name::key_from_text, so every length
+        // byte is followed by that many bytes and the slicing below stays in bounds.
+        let keys: Vec<Box<[u8]>> = map.keys().cloned().collect();
+        for owner in keys {
+            let mut key = &owner[..];
             while let Some((&len, rest)) = key.split_first() {
                 key = &rest[usize::from(len)..];
                 map.entry(key.to_vec().into_boxed_slice()).or_default();

@@ -150,33 +150,40 @@ impl Writer<'_> {
         Ok(sigs.len() as u16) // one per signing key
     }
 
+    /// A record of class IN whose owner is written in full (`name`, uncompressed wire).
+    fn named_record(
+        &mut self,
+        name: &[u8],
+        rtype: u16,
+        ttl: u32,
+        rdata: &[u8],
+    ) -> Result<(), Full> {
+        self.put(name)?;
+        self.u16(rtype)?;
+        self.u16(super::class::IN)?;
+        self.u32(ttl)?;
+        self.u16(rdata.len() as u16)?; // NSEC and RRSIG RDATA: well under 64 KiB
+        self.put(rdata)
+    }
+
     /// The NSEC records of a denial, each followed by its RRSIGs; the owner is written
-    /// once, in full, and pointed to by the signatures.
+    /// once, in full, and pointed to by the signatures (written again past the 16 KiB a
+    /// pointer reaches).
     fn nsecs(&mut self, dnssec: &Signatures<'_>) -> Result<u16, Full> {
         let mut n = 0;
+        let ttl = dnssec.nsec_ttl;
         for nsec in dnssec.nsec.iter().flatten() {
             let at = self.pos;
-            self.put(&nsec.owner)?;
-            self.u16(super::rtype::NSEC)?;
-            self.u16(super::class::IN)?;
-            self.u32(dnssec.nsec_ttl)?;
-            self.u16(nsec.rdata.len() as u16)?; // a name and a bitmap: well under 64 KiB
-            self.put(&nsec.rdata)?;
-            // Offsets past 16 KiB cannot be pointed to: write the owner again.
-            if at < 0x4000 {
-                n += self.sigs(0xc000 | at as u16, dnssec.nsec_ttl, &nsec.sigs)?;
-            } else {
-                for sig in nsec.sigs.iter() {
-                    self.put(&nsec.owner)?;
-                    self.u16(super::rtype::RRSIG)?;
-                    self.u16(super::class::IN)?;
-                    self.u32(dnssec.nsec_ttl)?;
-                    self.u16(sig.len() as u16)?;
-                    self.put(sig)?;
-                    n += 1;
+            self.named_record(&nsec.owner, super::rtype::NSEC, ttl, &nsec.rdata)?;
+            for sig in nsec.sigs.iter() {
+                match u16::try_from(at).ok().filter(|&at| at < 0x4000) {
+                    Some(at) => {
+                        self.record(0xc000 | at, super::rtype::RRSIG, super::class::IN, ttl, sig)?
+                    }
+                    None => self.named_record(&nsec.owner, super::rtype::RRSIG, ttl, sig)?,
                 }
             }
-            n += 1;
+            n += 1 + nsec.sigs.len() as u16; // one signature per key
         }
         Ok(n)
     }
