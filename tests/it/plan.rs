@@ -180,6 +180,9 @@ async fn plan_is_followed(signed: bool) {
     // the bound is the normal approximation's 6 sigma: a correct server fails it about
     // once in a billion runs.
     let bound = df + 6.0 * (2.0 * df).sqrt();
+    eprintln!(
+        "plan (signed: {signed}): chi2 {chi2:.1} over {df} degrees of freedom, bound {bound:.1}"
+    );
     assert!(
         chi2 < bound,
         "chi2 {chi2:.1} over {df} degrees of freedom: {counts:?}"
