@@ -1,6 +1,7 @@
 //! The nameserver around the answer core: listeners, the per-packet glue shared by UDP and
 //! TCP, and shutdown. Only this module touches sockets.
 
+mod sched;
 pub mod steer;
 mod tcp;
 pub mod udp;
@@ -178,6 +179,9 @@ pub struct ServerOptions {
     /// Steer an address's UDP queries to one worker at low rates and spread them over
     /// every worker at high rates ([`steer`]); false: always spread (the kernel's hash).
     pub udp_steering: bool,
+    /// Run the UDP workers under SCHED_BATCH ([`sched`]): woken by a query, a worker does
+    /// not preempt the thread running on its core. False: the default policy.
+    pub udp_batch: bool,
 }
 
 impl Default for ServerOptions {
@@ -188,6 +192,7 @@ impl Default for ServerOptions {
             tcp_max_connections: 1024,
             tcp_max_connections_per_client: 64,
             udp_steering: true,
+            udp_batch: true,
         }
     }
 }
@@ -201,7 +206,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
-    let udp_threads = udp::spawn(listeners.udp, &table, &metrics, &stop, options.udp_steering)?;
+    let udp_threads = udp::spawn(listeners.udp, &table, &metrics, &stop, &options)?;
     let (tcp_stop, tcp_stopped) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     for listener in listeners.tcp {

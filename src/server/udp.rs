@@ -21,7 +21,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
 use super::steer::{Group, Leader};
-use super::{SharedTable, Transport, respond};
+use super::{ServerOptions, SharedTable, Transport, respond, sched};
 use crate::metrics::{Counters, Metrics};
 use crate::rrl::Limiter;
 
@@ -277,14 +277,16 @@ fn ip_of(addr: &SockaddrStorage) -> Option<IpAddr> {
 }
 
 /// Starts one thread per socket; they stop when `stop` is set. The sockets of one address
-/// (consecutive, in the order they were bound) form a steering group.
+/// (consecutive, in the order they were bound) form a steering group when
+/// `options.udp_steering`; with `options.udp_batch` every worker runs under SCHED_BATCH.
 pub(super) fn spawn(
     sockets: Vec<UdpSocket>,
     table: &SharedTable,
     metrics: &Metrics,
     stop: &Arc<AtomicBool>,
-    steering: bool,
+    options: &ServerOptions,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let (steering, batch) = (options.udp_steering, options.udp_batch);
     let mut threads = Vec::with_capacity(sockets.len());
     let limiter = Arc::new(Limiter::new());
     let addrs: Vec<_> = sockets.iter().map(|s| s.local_addr().ok()).collect();
@@ -309,15 +311,23 @@ pub(super) fn spawn(
         let counters = metrics.register();
         // The worker's message headers hold raw pointers (not Send): build it on its thread.
         threads.push(
-            std::thread::Builder::new().name(format!("udp-{i}")).spawn(
-                move || match Worker::new(socket, table, counters) {
-                    Ok(worker) => worker
-                        .with_limiter(limiter)
-                        .in_group(&group, index)
-                        .run(&stop),
-                    Err(e) => tracing::error!("UDP worker {i} cannot start: {e}"),
-                },
-            )?,
+            std::thread::Builder::new()
+                .name(format!("udp-{i}"))
+                .spawn(move || {
+                    if batch {
+                        if let Err(e) = sched::batch_current_thread() {
+                            // Serving goes on under the default policy, at some more CPU a query.
+                            tracing::warn!("UDP worker {i} stays under SCHED_OTHER: {e}");
+                        }
+                    }
+                    match Worker::new(socket, table, counters) {
+                        Ok(worker) => worker
+                            .with_limiter(limiter)
+                            .in_group(&group, index)
+                            .run(&stop),
+                        Err(e) => tracing::error!("UDP worker {i} cannot start: {e}"),
+                    }
+                })?,
         );
         index += 1;
     }

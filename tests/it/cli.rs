@@ -165,6 +165,89 @@ async fn serve_answers_0_pool_ntp_org_with_4_servers_and_exits_0_on_sigterm() {
     assert!(status.success(), "SIGTERM: exit {status:?}");
 }
 
+/// The UDP workers put themselves under SCHED_BATCH (less CPU a query at moderate rates,
+/// `src/server/sched.rs`) and every other thread keeps the default policy, so that reloads
+/// and TCP still preempt; `--udp-sched normal` leaves every thread at the default.
+#[tokio::test]
+async fn udp_workers_run_under_sched_batch_and_every_other_thread_under_the_default() {
+    for (flag, worker_policy) in [
+        (None, libc::SCHED_BATCH),
+        (Some("normal"), libc::SCHED_OTHER),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = free_addr();
+        let mut a = args(&zone(), &feed(), &geoip(), &addr.to_string());
+        a.extend(["--udp-workers".into(), "2".into()]);
+        if let Some(f) = flag {
+            a.extend(["--udp-sched".into(), f.into()]);
+        }
+        let mut child = Server::spawn(&dir, &a);
+        wait_until_up(&mut child, addr).await;
+        let want = |name: &str| {
+            if name.starts_with("udp-") {
+                worker_policy
+            } else {
+                libc::SCHED_OTHER
+            }
+        };
+        // The second worker may still be starting when the first answers.
+        let started = Instant::now();
+        let threads = loop {
+            let threads = thread_policies(child.0.id());
+            let workers = threads
+                .iter()
+                .filter(|(n, _)| n.starts_with("udp-"))
+                .count();
+            let settled = threads.iter().all(|(name, p)| *p == want(name));
+            if (workers == 2 && settled) || started.elapsed() > Duration::from_secs(10) {
+                break threads;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(
+            threads
+                .iter()
+                .filter(|(n, _)| n.starts_with("udp-"))
+                .count(),
+            2,
+            "{threads:?}"
+        );
+        assert!(threads.len() > 2, "runtime threads too: {threads:?}");
+        for (name, policy) in &threads {
+            assert_eq!(
+                *policy,
+                want(name),
+                "--udp-sched {flag:?}, thread {name}: {threads:?}"
+            );
+        }
+        let status = child.signal_and_wait("TERM", Duration::from_secs(5)).await;
+        assert!(status.success(), "SIGTERM: exit {status:?}");
+    }
+}
+
+/// Every thread of process `pid`: its name and scheduling policy (field 41 of
+/// /proc/PID/task/TID/stat, the 39th after the parenthesised name).
+fn thread_policies(pid: u32) -> Vec<(String, i32)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+        let path = task.expect("task").path();
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(path.join("comm")),
+            std::fs::read_to_string(path.join("stat")),
+        ) else {
+            continue; // the thread ended
+        };
+        let after_name = &stat[stat.rfind(')').expect("stat has a name") + 1..];
+        let policy = after_name
+            .split_whitespace()
+            .nth(38)
+            .and_then(|p| p.parse().ok())
+            .expect("policy field");
+        threads.push((comm.trim().to_owned(), policy));
+    }
+    threads
+}
+
 #[tokio::test]
 async fn sighup_reloads_a_changed_configuration_and_feed() {
     // The feed is read through a symlink whose target lives in another directory, so the
