@@ -7,9 +7,9 @@
 //! SCHED_BATCH (sched(7)) keeps the same fair share of the CPU and the same nice value, but
 //! a woken batch thread does not preempt the running one; it runs when that one sleeps or
 //! its slice ends, and never waits long when a core is idle (the scheduler wakes it on
-//! the idle one). Measured on two cores at 5,000 queries a second: 12.6 → 9.5 µs of the
+//! the idle one). Measured on two cores at 5,000 queries a second: 12.3 → 9.5 µs of the
 //! worker's CPU a query, the client's own CPU down 9 %, average latency 33 → 25 µs;
-//! no change at 20,000 and 50,000 q/s, or saturated (benches/README.md).
+//! little change at 20,000 and 50,000 q/s, or saturated (benches/README.md).
 //!
 //! Only the UDP workers change policy: the runtime's threads (TCP, HTTP, reloads) keep
 //! SCHED_OTHER, so a reload still preempts a worker to go live quickly.
