@@ -12,7 +12,7 @@ use rand::Rng;
 use crate::config::AaaaPolicy;
 use crate::geo;
 use crate::select::Picks;
-use crate::table::{DebugName, Family, Member, Node, PoolName, Region, Rr, Table, Target, ZoneId};
+use crate::table::{Address, DebugName, Family, Node, PoolName, Region, Rr, Table, Target, ZoneId};
 use crate::wire::{ClientSubnet, Question, Rcode, class, rtype};
 
 /// Who asked: the packet's source and the client subnet it carried.
@@ -62,8 +62,8 @@ pub enum Records<'t> {
         ttl: u32,
         /// Picked member indices.
         picks: Picks,
-        /// The members they index.
-        members: &'t [Member],
+        /// The addresses of the members they index.
+        addresses: &'t [Address],
     },
 }
 
@@ -364,7 +364,7 @@ fn pool_answer<'t, R: Rng + ?Sized>(
             rtype: qtype,
             ttl: table.config.answer_ttl,
             picks,
-            members: &table.members,
+            addresses: &table.addresses,
         };
     }
 }

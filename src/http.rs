@@ -515,11 +515,7 @@ async fn metrics(State(s): State<HttpState>) -> Response {
         "counter",
         "Answers that carried each server, by feed id (since the table was built).",
     );
-    for (m, &n) in t
-        .members
-        .iter()
-        .zip(&s.metrics.served(t.generation, t.members.len()))
-    {
+    for (m, &n) in t.members.iter().zip(&t.answers()) {
         if n > 0 {
             let _ = writeln!(out, "pooldns_server_answers_total{{id=\"{}\"}} {n}", m.id);
         }
@@ -604,10 +600,7 @@ async fn page(State(s): State<HttpState>) -> Html<String> {
         }
     }
 
-    html.push_str(&charts(
-        &t,
-        &s.metrics.served(t.generation, t.members.len()),
-    ));
+    html.push_str(&charts(&t, &t.answers()));
 
     html.push_str(&zone_table(&t));
     let _ = write!(

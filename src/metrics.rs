@@ -6,8 +6,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwap;
-
 use crate::querylog::QueryLog;
 use crate::server::steer;
 use crate::table::{Family, ZoneId};
@@ -97,21 +95,9 @@ impl Default for ClientQueries {
     }
 }
 
-/// One thread's answers per table member, for the table of one generation.
-#[derive(Debug, Default)]
-pub struct Served {
-    /// The table generation the counts belong to.
-    pub generation: u64,
-    /// Answers that carried each member, indexed like the table's members.
-    pub counts: Box<[AtomicU64]>,
-}
-
 /// One thread's counters, and the query log when one is on.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Answers per server for the current table. Replaced (one allocation per thread) when
-    /// the thread first answers from a new table.
-    served: ArcSwap<Served>,
     /// Where this thread hands query log entries (None: logging is off).
     pub query_log: Option<Arc<QueryLog>>,
     queries: [[[AtomicU64; RCODES.len()]; QTYPES.len()]; TRANSPORTS.len()],
@@ -157,25 +143,6 @@ impl Counters {
             ZoneId::Global => 2,
         };
         bump(&self.geo[i]);
-    }
-
-    /// Counts one answer for each picked member of the table of `generation` (with
-    /// `members` members).
-    pub fn served(&self, generation: u64, members: usize, picks: &[u32]) {
-        let mut served = self.served.load();
-        if served.generation != generation {
-            // First answer from a new table on this thread: start its counts.
-            self.served.store(Arc::new(Served {
-                generation,
-                counts: (0..members).map(|_| AtomicU64::new(0)).collect(),
-            }));
-            served = self.served.load();
-        }
-        for &i in picks {
-            if let Some(c) = served.counts.get(i as usize) {
-                c.fetch_add(1, Relaxed);
-            }
-        }
     }
 
     /// Counts what a query's ECS option did.
@@ -281,21 +248,6 @@ impl Metrics {
             threads.push(Arc::clone(&c));
         }
         c
-    }
-
-    /// Answers per member of the table of `generation`, summed over every thread.
-    pub fn served(&self, generation: u64, members: usize) -> Vec<u64> {
-        let mut sums = vec![0u64; members];
-        let threads = self.threads.lock().map(|g| g.clone()).unwrap_or_default();
-        for c in threads {
-            let served = c.served.load();
-            if served.generation == generation {
-                for (sum, n) in sums.iter_mut().zip(served.counts.iter()) {
-                    *sum += n.load(Relaxed);
-                }
-            }
-        }
-        sums
     }
 
     /// Sums every thread's counters.

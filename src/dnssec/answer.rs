@@ -71,10 +71,10 @@ pub fn sign<'t, R: Rng + ?Sized>(
         Records::Pool {
             rtype: t,
             ttl,
-            members,
+            addresses,
             ..
         } => {
-            let (t, ttl, members) = (*t, *ttl, *members);
+            let (t, ttl, addresses) = (*t, *ttl, *addresses);
             let family = if t == rtype::AAAA {
                 Family::V6
             } else {
@@ -101,7 +101,7 @@ pub fn sign<'t, R: Rng + ?Sized>(
                         rtype: t,
                         ttl,
                         picks,
-                        members,
+                        addresses,
                     };
                     a.dnssec.answer = sigs;
                     a.dnssec.cname = cname;

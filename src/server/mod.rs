@@ -349,7 +349,7 @@ pub fn respond<R: Rng + ?Sized>(
                 counters.client_query(a.client_country, family);
             }
             if let (false, answer::Records::Pool { picks, .. }) = (was_truncated, &a.answer) {
-                counters.served(table.generation, table.members.len(), picks.as_slice());
+                table.count_answer(picks.as_slice());
             }
             if let Some(log) = &counters.query_log {
                 // The scope sent is the one in the OPT built above.
@@ -393,9 +393,11 @@ fn log_entry(
             }
         }
         answer::Records::Txt { data, .. } => answers.push(wire::rtype::TXT, data.as_bytes()),
-        answer::Records::Pool { picks, members, .. } => {
+        answer::Records::Pool {
+            picks, addresses, ..
+        } => {
             for &i in picks.as_slice() {
-                if let Some(m) = members.get(i as usize) {
+                if let Some(m) = addresses.get(i as usize) {
                     answers.push_address(m.ip);
                 }
             }

@@ -205,11 +205,11 @@ impl Writer<'_> {
                 rtype,
                 ttl,
                 picks,
-                members,
+                addresses,
             } => {
                 let mut n = 0;
                 for &i in picks.as_slice() {
-                    let Some(m) = members.get(i as usize) else {
+                    let Some(m) = addresses.get(i as usize) else {
                         continue;
                     };
                     match m.ip {
