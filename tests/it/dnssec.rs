@@ -879,7 +879,7 @@ async fn knot_resolver_validates_signed_answers() {
 /// apex authentic, and delv (validating itself from the root key) says "fully validated".
 #[test]
 fn a_signed_chain_from_a_test_root_validates_in_a_namespace() {
-    use crate::monitor::{Daemon, Netns};
+    use crate::netns::{Daemon, Netns};
     const NSD: &str = "/usr/sbin/nsd";
     const UNBOUND: &str = "/usr/sbin/unbound";
     if !bind_tools() || !Path::new(NSD).exists() || !Path::new(UNBOUND).exists() {

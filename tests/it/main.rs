@@ -13,6 +13,7 @@ mod geo;
 mod harness;
 mod monitor;
 mod names;
+mod netns;
 mod ops;
 mod plan;
 mod protocol;

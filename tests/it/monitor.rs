@@ -16,10 +16,9 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -28,107 +27,21 @@ use hickory_proto::rr::RecordType;
 use serde_json::Value;
 
 use crate::harness::{CONFIG, TestServer, signal_group};
+use crate::netns::{Daemon, Netns, enter};
 
 const CHRONYD: &str = "/usr/sbin/chronyd";
 
-/// A network namespace, deleted on drop (declare it before what runs inside it, so that it
-/// is dropped after them).
-pub(crate) struct Netns {
-    name: String,
-}
-
-impl Netns {
-    /// A new namespace with loopback up and 10.99.0.N/32 on it for each N of `hosts`; None
-    /// (skip) when chronyd or namespaces are not available outside CI.
-    pub(crate) fn create(hosts: &[u8]) -> Option<Netns> {
-        let skip = |why: String| {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{why}; CI must have it (root, iproute2, apt-get install chrony)"
-            );
-            eprintln!("monitor: {why}: SKIPPING");
-            None
-        };
-        if !Path::new(CHRONYD).exists() {
-            return skip(format!("{CHRONYD} is not installed"));
-        }
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "pdmon-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
+/// A namespace for the monitor tests: None (skip) without chronyd outside CI.
+fn netns(hosts: &[u8]) -> Option<Netns> {
+    if !Path::new(CHRONYD).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{CHRONYD} is not installed; CI must have it (apt-get install chrony)"
         );
-        if !ip(&["netns", "add", &name]) {
-            return skip("cannot create a network namespace (not root?)".to_owned());
-        }
-        let ns = Netns { name };
-        assert!(ip(&["-n", &ns.name, "link", "set", "lo", "up"]));
-        for host in hosts {
-            let addr = format!("10.99.0.{host}/32");
-            assert!(ip(&["-n", &ns.name, "addr", "add", &addr, "dev", "lo"]));
-        }
-        Some(ns)
+        eprintln!("monitor: {CHRONYD} is not installed: SKIPPING");
+        return None;
     }
-
-    /// A command run inside the namespace, in its own process group.
-    pub(crate) fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program])
-            .stdin(Stdio::null())
-            .process_group(0);
-        c
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        ip(&["netns", "del", &self.name]);
-    }
-}
-
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Moves the calling thread into namespace `name`.
-fn enter(name: &str) {
-    let file = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
-    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-}
-
-/// A child process group, ended on drop.
-pub(crate) struct Daemon {
-    pub(crate) child: Child,
-}
-
-impl Daemon {
-    /// SIGTERM, and wait up to 10 s for it to exit; true when it did.
-    fn stop(&mut self) -> bool {
-        signal_group(self.child.id(), "TERM");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if !matches!(self.child.try_wait(), Ok(Some(_))) {
-            self.stop();
-            signal_group(self.child.id(), "KILL");
-            let _ = self.child.wait();
-        }
-    }
+    Netns::create(hosts)
 }
 
 /// Starts chronyd serving its local clock at stratum 2 on 10.99.0.`host`:123.
@@ -547,7 +460,7 @@ fn check_trajectory(id: u8, probes: &[(String, Option<f64>, f64)]) -> f64 {
 #[test]
 fn fault_trajectories_follow_the_score_table_and_spoofed_replies_are_ignored() {
     let hosts = [1, 2, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21];
-    let Some(ns) = Netns::create(&hosts) else {
+    let Some(ns) = netns(&hosts) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -635,7 +548,7 @@ fn fault_trajectories_follow_the_score_table_and_spoofed_replies_are_ignored() {
 #[test]
 fn an_unsynchronised_monitor_clock_freezes_scores() {
     let hosts = [1, 10];
-    let Some(ns) = Netns::create(&hosts) else {
+    let Some(ns) = netns(&hosts) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -712,7 +625,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitor_feed_serve_dns_end_to_end_with_a_restart() {
     let hosts = [1, 30];
-    let Some(ns) = Netns::create(&hosts) else {
+    let Some(ns) = netns(&hosts) else {
         return;
     };
     let ns = Arc::new(ns);
@@ -833,7 +746,7 @@ async fn monitor_feed_serve_dns_end_to_end_with_a_restart() {
 #[test]
 fn two_monitors_with_peer_write_the_median() {
     let hosts = [1, 12];
-    let Some(ns) = Netns::create(&hosts) else {
+    let Some(ns) = netns(&hosts) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -881,7 +794,7 @@ fn two_monitors_with_peer_write_the_median() {
 #[test]
 fn most_servers_off_the_same_way_make_the_monitor_suspect_its_own_clock() {
     let hosts = [10, 11, 12, 13, 14, 15];
-    let Some(ns) = Netns::create(&hosts) else {
+    let Some(ns) = netns(&hosts) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -918,7 +831,7 @@ fn most_servers_off_the_same_way_make_the_monitor_suspect_its_own_clock() {
 #[test]
 fn once_prints_a_table_and_fails_when_a_server_loses_points() {
     let hosts = [1, 18];
-    let Some(ns) = Netns::create(&hosts) else {
+    let Some(ns) = netns(&hosts) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -962,7 +875,7 @@ fn once_prints_a_table_and_fails_when_a_server_loses_points() {
 #[test]
 fn a_changed_registry_is_picked_up_and_a_broken_one_refused() {
     let hosts = [1, 2];
-    let Some(ns) = Netns::create(&hosts) else {
+    let Some(ns) = netns(&hosts) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -1061,7 +974,7 @@ fn served_in(ns: &str, port: u16) -> Option<Vec<IpAddr>> {
 #[test]
 fn serve_polls_the_feed_from_the_monitor_over_http() {
     let hosts = [1, 18];
-    let Some(ns) = Netns::create(&hosts) else {
+    let Some(ns) = netns(&hosts) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
