@@ -44,6 +44,36 @@ fn netns(hosts: &[u8]) -> Option<Netns> {
     Netns::create(hosts)
 }
 
+/// What most tests here start from: a namespace holding `hosts`, chronyd on each of
+/// `chrony`, the fault responder on the hosts of `faults`, and a registry of every host at
+/// `dir/registry.json`. Fields drop in order: the daemons, the files, the namespace last.
+struct Stage {
+    _responder: Responder,
+    _chrony: Vec<Daemon>,
+    dir: tempfile::TempDir,
+    ns: Netns,
+}
+
+impl Stage {
+    /// None (skip) without namespaces or chronyd outside CI.
+    fn new(hosts: &[u8], chrony: &[u8], faults: &[(u8, Fault)]) -> Option<Stage> {
+        let ns = netns(hosts)?;
+        let dir = tempfile::tempdir().unwrap();
+        let chrony = chrony
+            .iter()
+            .map(|&h| chronyd(&ns, dir.path(), h))
+            .collect();
+        let responder = Responder::start(&ns, faults);
+        std::fs::write(dir.path().join("registry.json"), registry(hosts)).unwrap();
+        Some(Stage {
+            _responder: responder,
+            _chrony: chrony,
+            dir,
+            ns,
+        })
+    }
+}
+
 /// Starts chronyd serving its local clock at stratum 2 on 10.99.0.`host`:123.
 fn chronyd(ns: &Netns, dir: &Path, host: u8) -> Daemon {
     let conf = dir.join(format!("chrony-{host}.conf"));
@@ -460,13 +490,9 @@ fn check_trajectory(id: u8, probes: &[(String, Option<f64>, f64)]) -> f64 {
 #[test]
 fn fault_trajectories_follow_the_score_table_and_spoofed_replies_are_ignored() {
     let hosts = [1, 2, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21];
-    let Some(ns) = netns(&hosts) else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let _chrony = [chronyd(&ns, dir.path(), 1), chronyd(&ns, dir.path(), 2)];
-    let _responder = Responder::start(
-        &ns,
+    let Some(stage) = Stage::new(
+        &hosts,
+        &[1, 2],
         &[
             (10, Fault::Offset(0.030)),
             (11, Fault::Offset(0.300)),
@@ -481,9 +507,11 @@ fn fault_trajectories_follow_the_score_table_and_spoofed_replies_are_ignored() {
             (20, Fault::SpoofThenReal),
             (21, Fault::Kiss(b"RSTR")),
         ],
-    );
-    std::fs::write(dir.path().join("registry.json"), registry(&hosts)).unwrap();
-    let monitor = Monitor::start(&ns, dir.path(), "m", 8054, &[]);
+    ) else {
+        return;
+    };
+    let (ns, dir) = (&stage.ns, &stage.dir);
+    let monitor = Monitor::start(ns, dir.path(), "m", 8054, &[]);
     let want = 8;
     wait_for(Duration::from_secs(60), "8 probes of every server", || {
         let (_, scores) = monitor.scores();
@@ -548,14 +576,11 @@ fn fault_trajectories_follow_the_score_table_and_spoofed_replies_are_ignored() {
 #[test]
 fn an_unsynchronised_monitor_clock_freezes_scores() {
     let hosts = [1, 10];
-    let Some(ns) = netns(&hosts) else {
+    let Some(stage) = Stage::new(&hosts, &[1], &[(10, Fault::Silent)]) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let _chrony = chronyd(&ns, dir.path(), 1);
-    let _responder = Responder::start(&ns, &[(10, Fault::Silent)]);
-    std::fs::write(dir.path().join("registry.json"), registry(&hosts)).unwrap();
-    let monitor = Monitor::start(&ns, dir.path(), "m", 8054, &[]);
+    let (ns, dir) = (&stage.ns, &stage.dir);
+    let monitor = Monitor::start(ns, dir.path(), "m", 8054, &[]);
     wait_for(Duration::from_secs(30), "3 probes each", || {
         monitor.scores().1.values().all(|s| s.2 >= 3)
     });
@@ -746,19 +771,16 @@ async fn monitor_feed_serve_dns_end_to_end_with_a_restart() {
 #[test]
 fn two_monitors_with_peer_write_the_median() {
     let hosts = [1, 12];
-    let Some(ns) = netns(&hosts) else {
+    let Some(stage) = Stage::new(&hosts, &[1], &[(12, Fault::Offset(2.0))]) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let _chrony = chronyd(&ns, dir.path(), 1);
-    let _responder = Responder::start(&ns, &[(12, Fault::Offset(2.0))]);
-    std::fs::write(dir.path().join("registry.json"), registry(&hosts)).unwrap();
+    let (ns, dir) = (&stage.ns, &stage.dir);
     let peer = |port: u16| vec!["--peer".to_owned(), format!("http://127.0.0.1:{port}")];
-    let a = Monitor::start(&ns, dir.path(), "a", 8061, &peer(8062));
+    let a = Monitor::start(ns, dir.path(), "a", 8061, &peer(8062));
     wait_for(Duration::from_secs(30), "a few probes by A", || {
         a.scores().1.values().all(|s| s.2 >= 4)
     });
-    let b = Monitor::start(&ns, dir.path(), "b", 8062, &peer(8061));
+    let b = Monitor::start(ns, dir.path(), "b", 8062, &peer(8061));
     wait_for(Duration::from_secs(30), "a few probes by B", || {
         b.scores().1.values().all(|s| s.2 >= 2)
     });
@@ -831,14 +853,11 @@ fn most_servers_off_the_same_way_make_the_monitor_suspect_its_own_clock() {
 #[test]
 fn once_prints_a_table_and_fails_when_a_server_loses_points() {
     let hosts = [1, 18];
-    let Some(ns) = netns(&hosts) else {
+    let Some(stage) = Stage::new(&hosts, &[1], &[(18, Fault::Silent)]) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let _chrony = chronyd(&ns, dir.path(), 1);
-    let _responder = Responder::start(&ns, &[(18, Fault::Silent)]);
+    let (ns, dir) = (&stage.ns, &stage.dir);
     let registry_path = dir.path().join("registry.json");
-    std::fs::write(&registry_path, registry(&hosts)).unwrap();
     let run = |path: &Path| {
         ns.command(env!("CARGO_BIN_EXE_pooldns"))
             .args(["monitor", "--once", "--timeout", "800ms", "--servers"])
@@ -974,14 +993,11 @@ fn served_in(ns: &str, port: u16) -> Option<Vec<IpAddr>> {
 #[test]
 fn serve_polls_the_feed_from_the_monitor_over_http() {
     let hosts = [1, 18];
-    let Some(ns) = netns(&hosts) else {
+    let Some(stage) = Stage::new(&hosts, &[1], &[(18, Fault::Silent)]) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let _chrony = chronyd(&ns, dir.path(), 1);
-    let _responder = Responder::start(&ns, &[(18, Fault::Silent)]);
-    std::fs::write(dir.path().join("registry.json"), registry(&hosts)).unwrap();
-    let monitor = Monitor::start(&ns, dir.path(), "m", 8054, &[]);
+    let (ns, dir) = (&stage.ns, &stage.dir);
+    let monitor = Monitor::start(ns, dir.path(), "m", 8054, &[]);
     wait_for(Duration::from_secs(10), "the first feed", || {
         monitor.get("/monitor/feed.json").is_some()
     });
