@@ -424,6 +424,22 @@ fn key(country: &str) -> Option<[u8; 2]> {
     }
 }
 
+/// A server's `zones` (in a feed or a registry) lowercased, each a country code or a
+/// continent label; Err with the first that is neither.
+pub fn zone_labels<S: AsRef<str>>(labels: &[S]) -> Result<Vec<String>, &str> {
+    labels
+        .iter()
+        .map(|z| {
+            let lower = z.as_ref().to_ascii_lowercase();
+            if continent_of(&lower).is_some() || Continent::from_label(&lower).is_some() {
+                Ok(lower)
+            } else {
+                Err(z.as_ref())
+            }
+        })
+        .collect()
+}
+
 /// Continent of a country code, ASCII case-insensitive ("DE" and "de" both work). None for unknown codes.
 #[must_use]
 pub fn continent_of(country: &str) -> Option<Continent> {
@@ -470,6 +486,16 @@ pub fn name_of(country: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zone_labels_lowercase_countries_and_continents_and_name_the_first_bad_one() {
+        assert_eq!(
+            zone_labels(&["DE", "europe", "Asia"]),
+            Ok(vec!["de".to_owned(), "europe".to_owned(), "asia".to_owned()])
+        );
+        assert_eq!(zone_labels(&["de", "Atlantis", "xx"]), Err("Atlantis"));
+        assert_eq!(zone_labels::<&str>(&[]), Ok(vec![]));
+    }
 
     /// Every ISO 3166-1 alpha-2 code currently assigned (249).
     const ISO_CODES: &str = "\

@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::schema::{Entry, File, IdOnly};
 use super::source::{MAX_FEED_BYTES, read_bounded};
 use super::{Feed, FeedError, LoadReport, Server, SkipReason, Skipped};
-use crate::continent::{self, Continent};
+use crate::continent;
 
 /// Loads the feed file at `path`; one over [`MAX_FEED_BYTES`] is refused unread.
 pub fn load_file(path: &Path) -> Result<Feed, FeedError> {
@@ -168,22 +168,12 @@ fn check_entry(raw: &str) -> Result<Server, SkipReason> {
     if continent::continent_of(&country).is_none() {
         return Err(SkipReason::UnknownCountry(entry.country.into_owned()));
     }
-    let zones = match entry.zones {
-        None => None,
-        Some(list) => {
-            let mut zones = Vec::with_capacity(list.len());
-            for z in list {
-                let lower = z.to_ascii_lowercase();
-                if continent::continent_of(&lower).is_none()
-                    && Continent::from_label(&lower).is_none()
-                {
-                    return Err(SkipReason::UnknownZone(z.into_owned()));
-                }
-                zones.push(lower);
-            }
-            Some(zones)
-        }
-    };
+    let zones = entry
+        .zones
+        .map(|list| {
+            continent::zone_labels(&list).map_err(|z| SkipReason::UnknownZone(z.to_owned()))
+        })
+        .transpose()?;
     Ok(Server {
         id: entry.id,
         ip,

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::continent::{self, Continent};
+use crate::continent;
 use crate::feed::schema::IdOnly;
 use crate::geo::GeoDb;
 
@@ -187,22 +187,13 @@ fn check_entry(raw: &str, geo: Option<&GeoDb>) -> Result<Registered, String> {
             }
         }
     };
-    let zones = match entry.zones {
-        None => None,
-        Some(list) => {
-            let mut zones = Vec::with_capacity(list.len());
-            for z in list {
-                let lower = z.to_ascii_lowercase();
-                if continent::continent_of(&lower).is_none()
-                    && Continent::from_label(&lower).is_none()
-                {
-                    return Err(format!("zone {z:?} is not a country or continent"));
-                }
-                zones.push(lower);
-            }
-            Some(zones)
-        }
-    };
+    let zones = entry
+        .zones
+        .map(|list| {
+            continent::zone_labels(&list)
+                .map_err(|z| format!("zone {z:?} is not a country or continent"))
+        })
+        .transpose()?;
     Ok(Registered {
         id: entry.id,
         ip,
