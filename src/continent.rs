@@ -491,7 +491,11 @@ mod tests {
     fn zone_labels_lowercase_countries_and_continents_and_name_the_first_bad_one() {
         assert_eq!(
             zone_labels(&["DE", "europe", "Asia"]),
-            Ok(vec!["de".to_owned(), "europe".to_owned(), "asia".to_owned()])
+            Ok(vec![
+                "de".to_owned(),
+                "europe".to_owned(),
+                "asia".to_owned()
+            ])
         );
         assert_eq!(zone_labels(&["de", "Atlantis", "xx"]), Err("Atlantis"));
         assert_eq!(zone_labels::<&str>(&[]), Ok(vec![]));

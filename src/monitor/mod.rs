@@ -591,11 +591,13 @@ async fn watch_registry(monitor: Arc<Monitor>, mut stop: tokio::sync::watch::Rec
     }
 }
 
+/// Books for the monitor's unit tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixtures {
+    use super::{Book, Registered};
 
-    fn server(id: u64, ip: &str) -> Registered {
+    /// A registered server in Germany at 1,000 kbit/s.
+    pub(crate) fn server(id: u64, ip: &str) -> Registered {
         Registered {
             id,
             ip: ip.parse().unwrap(),
@@ -605,9 +607,20 @@ mod tests {
         }
     }
 
+    /// Servers 1 and 2 at 192.0.2.1 and .2, never probed.
+    pub(crate) fn two_servers() -> Book {
+        Book::new(vec![server(1, "192.0.2.1"), server(2, "192.0.2.2")])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{server, two_servers};
+    use super::*;
+
     #[test]
     fn the_once_table_shows_each_result_and_its_step() {
-        let book = Book::new(vec![server(1, "192.0.2.1"), server(2, "192.0.2.2")]);
+        let book = two_servers();
         let ok = Outcome::Time(ntp::Measurement {
             offset: 0.0123,
             delay: 0.004,

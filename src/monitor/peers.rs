@@ -298,7 +298,7 @@ pub fn render_scores(book: &Book, now: SystemTime, window: Duration) -> ScoresFi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::monitor::registry::Registered;
+    use crate::monitor::fixtures::two_servers;
 
     #[test]
     fn the_median_of_odd_and_even_counts() {
@@ -309,14 +309,7 @@ mod tests {
     }
 
     fn book() -> Book {
-        let server = |id, ip: &str| Registered {
-            id,
-            ip: ip.parse().unwrap(),
-            netspeed: 1000,
-            country: "de".into(),
-            zones: None,
-        };
-        let mut book = Book::new(vec![server(1, "192.0.2.1"), server(2, "192.0.2.2")]);
+        let mut book = two_servers();
         book.servers[0].score = 18.0;
         book.servers[0].scored_at = Some(1000);
         book

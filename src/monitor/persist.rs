@@ -166,23 +166,12 @@ pub fn load(path: &Path, book: &mut Book) -> Result<Restored, String> {
 mod tests {
     use super::*;
     use crate::monitor::clock::ClockState;
+    use crate::monitor::fixtures::two_servers;
     use crate::monitor::ntp::{Measurement, Outcome};
-    use crate::monitor::registry::Registered;
-
-    fn book() -> Book {
-        let server = |id, ip: &str| Registered {
-            id,
-            ip: ip.parse().unwrap(),
-            netspeed: 1000,
-            country: "de".into(),
-            zones: None,
-        };
-        Book::new(vec![server(1, "192.0.2.1"), server(2, "192.0.2.2")])
-    }
 
     #[test]
     fn scores_and_history_survive_a_save_and_load() {
-        let mut before = book();
+        let mut before = two_servers();
         before.clock = Some(ClockState::Synchronised { max_error_us: 0 });
         let ok = Outcome::Time(Measurement {
             offset: 0.002,
@@ -206,7 +195,7 @@ mod tests {
             before,
         );
         save(&monitor).unwrap();
-        let mut after = book();
+        let mut after = two_servers();
         let restored = load(&path, &mut after).unwrap();
         assert_eq!(restored.servers, 2);
         assert!(restored.skipped.is_empty());
@@ -223,7 +212,7 @@ mod tests {
     fn a_damaged_state_file_is_an_error_naming_it_and_bad_entries_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        let mut b = book();
+        let mut b = two_servers();
         assert_eq!(load(&path, &mut b).unwrap().servers, 0);
         std::fs::write(&path, "{\"version\": 1, \"saved_at\": 1, \"servers\": [").unwrap();
         let e = load(&path, &mut b).unwrap_err();
