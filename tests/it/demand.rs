@@ -160,17 +160,7 @@ const PROMETHEUS: &str = "/usr/bin/prometheus";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pooldns_demand_reads_two_instances_through_a_real_prometheus() {
-    if !Path::new(PROMETHEUS).exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{PROMETHEUS} is not installed; CI must have it (apt-get install prometheus)"
-        );
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "demand: {PROMETHEUS} not installed (apt-get install prometheus): SKIPPING the \
-             Prometheus end-to-end test"
-        );
+    if !installed(&[PROMETHEUS], "prometheus", "demand") {
         return;
     }
     let (a, b) = (Instance::start().await, Instance::start().await);

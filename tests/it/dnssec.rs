@@ -13,17 +13,11 @@ const VERIFY: &str = "/usr/bin/dnssec-verify";
 
 /// Whether BIND's tools are here; with CI set, they must be.
 fn bind_tools() -> bool {
-    let present = [KEYGEN, DSFROMKEY, SIGNZONE, VERIFY]
-        .iter()
-        .all(|t| Path::new(t).exists());
-    if !present {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "BIND's DNSSEC tools are not installed; CI must have them (apt-get install bind9-utils)"
-        );
-        eprintln!("dnssec: bind9-utils not installed: SKIPPING");
-    }
-    present
+    crate::harness::installed(
+        &[KEYGEN, DSFROMKEY, SIGNZONE, VERIFY],
+        "bind9-utils",
+        "dnssec",
+    )
 }
 
 fn run(program: &str, args: &[&str], dir: &Path) -> Output {
@@ -786,12 +780,7 @@ async fn knot_resolver_validates_signed_answers() {
     use hickory_proto::rr::RecordType;
     use std::os::unix::process::CommandExt;
     const KRESD: &str = "/usr/sbin/kresd";
-    if !Path::new(KRESD).exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{KRESD} is not installed; CI must have it (apt-get install knot-resolver)"
-        );
-        eprintln!("dnssec: kresd not installed: SKIPPING");
+    if !crate::harness::installed(&[KRESD], "knot-resolver", "dnssec") {
         return;
     }
     let keys = tempfile::tempdir().unwrap();

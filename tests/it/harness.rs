@@ -453,6 +453,20 @@ pub async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -
     check().await
 }
 
+/// Whether every one of `programs` is installed. When one is missing the test skips with a
+/// message outside CI and fails in CI, which must install the Debian `package`.
+pub fn installed(programs: &[&str], package: &str, test: &str) -> bool {
+    let Some(missing) = programs.iter().find(|p| !Path::new(p).exists()) else {
+        return true;
+    };
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{missing} is not installed; CI must have it (apt-get install {package})"
+    );
+    eprintln!("{test}: {missing} not installed (apt-get install {package}): SKIPPING");
+    false
+}
+
 /// Signals the process group `pgid` (the daemon and whatever it forked; nothing else is in
 /// it, since the daemon was started as the leader of a new group).
 pub fn signal_group(pgid: u32, signal: &str) {

@@ -33,12 +33,7 @@ const CHRONYD: &str = "/usr/sbin/chronyd";
 
 /// A namespace for the monitor tests: None (skip) without chronyd outside CI.
 fn netns(hosts: &[u8]) -> Option<Netns> {
-    if !Path::new(CHRONYD).exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{CHRONYD} is not installed; CI must have it (apt-get install chrony)"
-        );
-        eprintln!("monitor: {CHRONYD} is not installed: SKIPPING");
+    if !crate::harness::installed(&[CHRONYD], "chrony", "monitor") {
         return None;
     }
     Netns::create(hosts)
