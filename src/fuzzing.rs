@@ -20,15 +20,17 @@ use crate::table::{Names, Table};
 /// A table built once from the repository's zone, sample feed and GeoIP test database.
 pub fn table() -> &'static Table {
     static TABLE: OnceLock<Table> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let config = ZoneConfig::load(&root.join("zones/pool.ntp.org.toml")).expect("zone config");
-        let names = Names::build(&config).expect("names");
-        let geo =
-            GeoDb::open(&root.join("tests/data/geoip/GeoIP2-Country-Test.mmdb")).expect("geoip");
-        let feed = feed::load_file(&root.join("data/servers.json")).expect("feed");
-        Table::build(Arc::new(config), Arc::new(names), Arc::new(geo), &feed, 0)
-    })
+    TABLE.get_or_init(build_table)
+}
+
+/// A new table from the repository's zone, sample feed and GeoIP test database.
+pub fn build_table() -> Table {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = ZoneConfig::load(&root.join("zones/pool.ntp.org.toml")).expect("zone config");
+    let names = Names::build(&config).expect("names");
+    let geo = GeoDb::open(&root.join("tests/data/geoip/GeoIP2-Country-Test.mmdb")).expect("geoip");
+    let feed = feed::load_file(&root.join("data/servers.json")).expect("feed");
+    Table::build(Arc::new(config), Arc::new(names), Arc::new(geo), &feed, 0)
 }
 
 /// Answers `data` as a query over UDP and over TCP and checks the answers: they fit their

@@ -9,7 +9,6 @@ pub mod udp;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -205,8 +204,7 @@ pub async fn run(
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let udp_threads = udp::spawn(listeners.udp, &table, &metrics, &stop, &options)?;
+    let udp_workers = udp::spawn(listeners.udp, &table, &metrics, &options)?;
     let (tcp_stop, tcp_stopped) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     for listener in listeners.tcp {
@@ -223,15 +221,10 @@ pub async fn run(
     shutdown.await;
     // Stop reading: UDP workers finish the batch in hand, TCP connections the answer in
     // hand; both within a few seconds.
-    stop.store(true, Ordering::Relaxed);
     let _ = tcp_stop.send(true);
+    let udp_stopped = tokio::task::spawn_blocking(move || udp_workers.stop());
     while tasks.join_next().await.is_some() {}
-    let _ = tokio::task::spawn_blocking(move || {
-        for t in udp_threads {
-            let _ = t.join();
-        }
-    })
-    .await;
+    let _ = udp_stopped.await;
     Ok(())
 }
 

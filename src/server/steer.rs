@@ -27,7 +27,8 @@
 //! gathered, so that a table build on a machine saturated with queries gets a core.
 //!
 //! Cost on the query path: one monotonic clock read (vDSO) per batch in the leader, none
-//! in the others; per window one CPU-clock read per worker, `/proc/stat`, and each
+//! in the others; no timer while gathered (the leader's receive waits at most a window only
+//! while spread); per window one CPU-clock read per worker, `/proc/stat`, and each
 //! worker's `schedstat` while spread, all into stack buffers.
 
 use std::io::{Read, Write};
@@ -308,6 +309,12 @@ impl Leader {
         };
         match setsockopt(socket, AttachReusePortCbpf, &fprog) {
             Ok(()) => {
+                // Spread, the leader may get no packet for a while (its share of the hash can
+                // be empty) and must still look at the load: it wakes at least once a window.
+                // Gathered, every packet comes to it: it sleeps until one does.
+                if let Err(e) = socket.set_read_timeout(spread.then_some(WINDOW)) {
+                    tracing::warn!("UDP steering: cannot set the leader's timeout: {e}");
+                }
                 if self.group.spread.swap(spread, Relaxed) != spread {
                     self.group.switches.fetch_add(1, Relaxed);
                 }
@@ -326,13 +333,13 @@ impl Leader {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::sync::Arc;
 
     /// Two sockets of one SO_REUSEPORT group on a free port of 127.0.0.1, first bound
-    /// first.
-    fn group_of_two() -> (UdpSocket, UdpSocket) {
+    /// first, non-blocking.
+    pub(in crate::server) fn group_of_two() -> (UdpSocket, UdpSocket) {
         let bind = |addr: std::net::SocketAddr| {
             use socket2::{Domain, Protocol, Socket, Type};
             let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
@@ -372,9 +379,17 @@ mod tests {
         let (a, b) = deliver(&first, &second, 64);
         assert_eq!((a, b), (64, 0), "gathered: the leader takes all");
 
+        assert_eq!(first.read_timeout().unwrap(), None, "gathered: no timer");
         leader.set(&first, true);
         assert_eq!(group.active(), 2);
         assert_eq!(group.switches(), 1);
+        // Its share of the hash may bring it nothing: it still wakes to look at the load.
+        // (The kernel keeps it in ticks: about a window.)
+        let timeout = first.read_timeout().unwrap();
+        assert!(
+            timeout.is_some_and(|t| t >= WINDOW && t < 2 * WINDOW),
+            "{timeout:?}"
+        );
         // 64 client ports hashed over 2 sockets: all on one side has probability 2^-63.
         let (a, b) = deliver(&first, &second, 64);
         assert_eq!(a + b, 64);
@@ -382,6 +397,7 @@ mod tests {
 
         leader.set(&first, false);
         assert_eq!(deliver(&first, &second, 64), (64, 0));
+        assert_eq!(first.read_timeout().unwrap(), None);
     }
 
     #[test]
