@@ -68,6 +68,19 @@ fn pick(c: &mut Criterion) {
             b.iter(|| black_box(s.pick(&mut rng)))
         });
     }
+    // As in a server: many large sets, each query in another, so that the pick's reads
+    // miss the caches (32 sets of 100,000: about 200 MB of orderings, past any L3).
+    let samplers: Vec<Sampler> = (0..32)
+        .map(|_| {
+            let weights: Vec<u32> = (0..100_000)
+                .map(|_| SPEEDS[rng.random_range(0..SPEEDS.len())])
+                .collect();
+            Sampler::new((0..100_000).collect(), &weights, 4, &mut rng)
+        })
+        .collect();
+    group.bench_function("cold_32x100000", |b| {
+        b.iter(|| black_box(samplers[rng.random_range(0..samplers.len())].pick(&mut rng)))
+    });
     group.finish();
 }
 

@@ -70,6 +70,7 @@ pub mod monitor;
 pub mod name;
 pub mod parallel;
 pub mod plan;
+pub mod prefetch;
 pub mod querylog;
 pub mod reload;
 pub mod report;

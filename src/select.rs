@@ -146,12 +146,22 @@ impl Ordering {
 
     /// The slot whose segment holds `point` (a point on the line).
     fn find(&self, point: u64) -> usize {
+        self.scan(self.start(point), point)
+    }
+
+    /// The slot where the search for `point` starts: at or before the one sought.
+    fn start(&self, point: u64) -> usize {
         let n = self.slots.len();
         // By the high half h of the point: g = ⌊h · n / 2³²⌋ <= h · n / 2³², so
         // point >= h · 2³² >= ⌊g · 2³² / n⌋ · 2³², and the guide entry is at or before the
         // slot sought. h < 2³² and n <= 2³²: no overflow, g < n.
         let g = (((point >> 32) * n as u64) >> 32) as usize;
-        let mut j = self.guide[g] as usize;
+        self.guide[g] as usize
+    }
+
+    /// The slot whose segment holds `point`, searched from slot `j` on.
+    fn scan(&self, mut j: usize, point: u64) -> usize {
+        let n = self.slots.len();
         while j + 1 < n && self.slots[j].end() <= point {
             j += 1;
         }
@@ -356,10 +366,21 @@ impl Sampler {
         } else {
             let ordering = &self.orderings[rng.random_range(0..self.orderings.len())];
             let u = rng.random_range(0..self.unit);
-            let mut previous = usize::MAX;
-            for step in 0..self.k as u64 {
+            // Every point's starting slot first, each hinted into the cache: in a large set
+            // they are k cache misses, which overlap this way instead of following one
+            // another through the scans.
+            let k = self.k.min(MAX_PICK);
+            let mut starts = [0usize; MAX_PICK];
+            for (step, start) in starts[..k].iter_mut().enumerate() {
                 // < k · unit: fits the line.
-                let j = ordering.find(u + step * self.unit);
+                *start = ordering.start(u + step as u64 * self.unit);
+                if let Some(slot) = ordering.slots.get(*start) {
+                    crate::prefetch::prefetch(slot);
+                }
+            }
+            let mut previous = usize::MAX;
+            for (step, &start) in starts[..k].iter().enumerate() {
+                let j = ordering.scan(start, u + step as u64 * self.unit);
                 // Segments are at most one unit long, so j grows strictly; the check is
                 // defensive only.
                 if j != previous {

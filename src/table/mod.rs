@@ -546,6 +546,31 @@ impl Table {
         region: Region,
         rng: &mut R,
     ) -> Option<(ZoneId, Picks)> {
+        let picked = self.pick_members(pool, family, region, rng);
+        if let Some((_, picks)) = &picked {
+            self.prefetch_addresses(picks.as_slice());
+        }
+        picked
+    }
+
+    /// Starts loading the address entries of `picks` into the cache. They sit at random
+    /// places among the table's hundreds of megabytes and the answer's writer reads them
+    /// one record after another; started together here, their cache misses overlap.
+    fn prefetch_addresses(&self, picks: &[u32]) {
+        for &i in picks {
+            if let Some(a) = self.addresses.get(i as usize) {
+                crate::prefetch::prefetch(a);
+            }
+        }
+    }
+
+    fn pick_members<R: rand::Rng + ?Sized>(
+        &self,
+        pool: PoolName,
+        family: Family,
+        region: Region,
+        rng: &mut R,
+    ) -> Option<(ZoneId, Picks)> {
         if let Target::Source(zone) = pool.target {
             return self.pick_source(zone, pool.number, family, rng);
         }
