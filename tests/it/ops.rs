@@ -495,12 +495,7 @@ async fn each_input_is_reported_on_its_own_and_clears_when_it_loads_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_page_in_headless_chromium_shows_zones_chart_and_refusal() {
-    let Some(chromium) = chromium() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium not found (CI is set): install Debian's chromium, see .ci/run"
-        );
-        eprintln!("SKIPPED status_page_in_headless_chromium…: chromium not found on PATH");
+    let Some(chromium) = chromium("status_page_in_headless_chromium") else {
         return;
     };
     let (feed, members) = browser_feed();
@@ -521,13 +516,7 @@ async fn status_page_in_headless_chromium_shows_zones_chart_and_refusal() {
 
     let artifact = artifacts_dir().join("status.png");
     let _ = std::fs::remove_file(&artifact);
-    let url = format!("http://{}/", ops.http);
-    let dom = {
-        let artifact = artifact.clone();
-        tokio::task::spawn_blocking(move || run_chromium(&chromium, &url, &artifact))
-            .await
-            .expect("chromium thread")
-    };
+    let dom = browse(chromium, &ops, &artifact).await;
 
     // The page rendered (not an error page) with the summary, the zone table, the chart
     // with one dot per server, and the refusal in plain words.
@@ -577,12 +566,7 @@ async fn status_page_in_headless_chromium_shows_zones_chart_and_refusal() {
 /// axes with one colour per address family.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_page_names_countries_under_continents_dates_the_serial_and_refreshes() {
-    let Some(chromium) = chromium() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium not found (CI is set): install Debian's chromium, see .ci/run"
-        );
-        eprintln!("SKIPPED status_page_names_countries…: chromium not found on PATH");
+    let Some(chromium) = chromium("status_page_names_countries") else {
         return;
     };
     let (feed, members) = browser_feed();
@@ -598,11 +582,12 @@ async fn status_page_names_countries_under_continents_dates_the_serial_and_refre
         };
         udp(ops.dns, &q).await;
     }
-    let url = format!("http://{}/", ops.http);
-    let png = artifacts_dir().join("status-countries.png");
-    let dom = tokio::task::spawn_blocking(move || run_chromium(&chromium, &url, &png))
-        .await
-        .expect("chromium thread");
+    let dom = browse(
+        chromium,
+        &ops,
+        &artifacts_dir().join("status-countries.png"),
+    )
+    .await;
 
     assert!(
         dom.contains("<meta http-equiv=\"refresh\" content=\"30\">"),
@@ -707,12 +692,7 @@ async fn status_page_names_countries_under_continents_dates_the_serial_and_refre
 /// continent, each chart an SVG of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_page_in_plan_mode_charts_loads_by_country_by_server_and_by_continent() {
-    let Some(chromium) = chromium() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium not found (CI is set): install Debian's chromium, see .ci/run"
-        );
-        eprintln!("SKIPPED status_page_in_plan_mode…: chromium not found on PATH");
+    let Some(chromium) = chromium("status_page_in_plan_mode") else {
         return;
     };
     let (feed, _) = browser_feed();
@@ -743,11 +723,7 @@ async fn status_page_in_plan_mode_charts_loads_by_country_by_server_and_by_conti
         };
         udp(ops.dns, &q).await;
     }
-    let url = format!("http://{}/", ops.http);
-    let png = artifacts_dir().join("status-plan.png");
-    let dom = tokio::task::spawn_blocking(move || run_chromium(&chromium, &url, &png))
-        .await
-        .expect("chromium thread");
+    let dom = browse(chromium, &ops, &artifacts_dir().join("status-plan.png")).await;
 
     let basis = section(&dom, "<p id=\"basis\">", "</p>");
     assert!(
@@ -2075,15 +2051,25 @@ impl Explained {
     }
 }
 
-/// Debian's chromium (or $POOLDNS_CHROMIUM), if installed.
-fn chromium() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("POOLDNS_CHROMIUM") {
-        return Some(PathBuf::from(path));
+/// Debian's chromium (or $POOLDNS_CHROMIUM), if installed. When it is not, `test` skips with a
+/// message outside CI and fails in CI, which must install it.
+fn chromium(test: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("POOLDNS_CHROMIUM")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let path = std::env::var_os("PATH")?;
+            std::env::split_paths(&path)
+                .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
+                .find(|p| p.is_file())
+        });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium not found (CI is set): install Debian's chromium, see .ci/run"
+        );
+        eprintln!("SKIPPED {test}…: chromium not found on PATH");
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
-        .find(|p| p.is_file())
+    found
 }
 
 /// Where test artifacts go: `target/test-artifacts/` (or under $CARGO_TARGET_DIR).
@@ -2094,6 +2080,16 @@ fn artifacts_dir() -> PathBuf {
     let dir = target.join("test-artifacts");
     std::fs::create_dir_all(&dir).expect("create artifacts directory");
     dir
+}
+
+/// The status page of `ops` as headless `chromium` renders it (its DOM), with a screenshot
+/// written to `png`.
+async fn browse(chromium: PathBuf, ops: &Ops, png: &Path) -> String {
+    let url = format!("http://{}/", ops.http);
+    let png = png.to_owned();
+    tokio::task::spawn_blocking(move || run_chromium(&chromium, &url, &png))
+        .await
+        .expect("chromium thread")
 }
 
 /// Loads `url` in headless chromium, writes a 1200×2000 screenshot to `png` and returns the
