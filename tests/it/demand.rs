@@ -20,7 +20,7 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use pooldns::plan::demand::{self, Demand};
 use pooldns::reload::{Reloader, Sources};
-use pooldns::server::{Listeners, ServerOptions};
+use pooldns::server::Listeners;
 use pooldns::table::Family;
 
 use crate::harness::*;
@@ -437,8 +437,7 @@ fn prometheus_value(base: &str, expr: &str) -> Option<f64> {
 struct Instance {
     dns: SocketAddr,
     http: SocketAddr,
-    stop: tokio::sync::watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    serving: InProcess,
     _dir: tempfile::TempDir,
 }
 
@@ -475,48 +474,18 @@ impl Instance {
             .await
             .expect("bind HTTP");
         let http = http_listener.local_addr().unwrap();
-        let metrics = Arc::new(pooldns::metrics::Metrics::default());
-        let table = reloader.table();
         let state = pooldns::http::HttpState {
-            table: table.clone(),
-            metrics: metrics.clone(),
+            table: reloader.table(),
+            metrics: Arc::new(pooldns::metrics::Metrics::default()),
             reload: reloader.status(),
             started: Instant::now(),
             admin: None,
         };
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|&s| s).await;
-        };
-        let tasks = vec![
-            tokio::spawn({
-                let stopped = until_stopped(stopped.clone());
-                async move {
-                    pooldns::server::run(
-                        listeners,
-                        table,
-                        metrics,
-                        ServerOptions::default(),
-                        stopped,
-                    )
-                    .await
-                    .expect("serve");
-                }
-            }),
-            tokio::spawn({
-                let stopped = until_stopped(stopped);
-                async move {
-                    pooldns::http::serve(http_listener, state, stopped)
-                        .await
-                        .expect("HTTP");
-                }
-            }),
-        ];
+        let serving = InProcess::start(listeners, http_listener, state, None);
         Instance {
             dns,
             http,
-            stop,
-            tasks,
+            serving,
             _dir: dir,
         }
     }
@@ -571,10 +540,7 @@ impl Instance {
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            t.await.expect("task");
-        }
+        self.serving.stop().await;
     }
 }
 

@@ -550,3 +550,53 @@ pub fn check_unit_exec(unit: &str, file_name: &str, subcommand: &str) -> Vec<Str
     assert!(!stderr.contains(file_name), "{stderr}");
     words
 }
+
+/// pooldns serving DNS (UDP and TCP on `listeners`) and HTTP (on `http`, with `state`) in
+/// this process, as `serve` runs them, and its reloader when one is given; all stopped
+/// together by [`InProcess::stop`].
+pub struct InProcess {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl InProcess {
+    /// Starts the DNS and HTTP sides (and `reloader`) on the current runtime.
+    pub fn start(
+        listeners: Listeners,
+        http: tokio::net::TcpListener,
+        state: pooldns::http::HttpState,
+        reloader: Option<Reloader>,
+    ) -> InProcess {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|&s| s).await;
+        };
+        let (table, metrics) = (state.table.clone(), state.metrics.clone());
+        let serving = until_stopped(stopped.clone());
+        let mut tasks = vec![tokio::spawn(async move {
+            server::run(listeners, table, metrics, ServerOptions::default(), serving)
+                .await
+                .expect("serve");
+        })];
+        if let Some(reloader) = reloader {
+            tasks.push(tokio::spawn(
+                reloader.run(None, until_stopped(stopped.clone())),
+            ));
+        }
+        let serving = until_stopped(stopped);
+        tasks.push(tokio::spawn(async move {
+            pooldns::http::serve(http, state, serving)
+                .await
+                .expect("HTTP");
+        }));
+        InProcess { stop, tasks }
+    }
+
+    /// Stops every side and waits for them.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            t.await.expect("task");
+        }
+    }
+}

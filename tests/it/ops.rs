@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 use pooldns::reload::{ReloadStatus, Reloader, Sources};
-use pooldns::server::{Listeners, ServerOptions, SharedTable};
+use pooldns::server::{Listeners, SharedTable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -1552,8 +1552,7 @@ struct Ops {
     reload: Arc<ReloadStatus>,
     dir: tempfile::TempDir,
     feed_path: PathBuf,
-    stop: tokio::sync::watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    serving: InProcess,
 }
 
 impl Ops {
@@ -1576,53 +1575,22 @@ impl Ops {
             .await
             .expect("bind HTTP");
         let http = http_listener.local_addr().unwrap();
-        let metrics = Arc::new(pooldns::metrics::Metrics::default());
-        let table = reloader.table();
         let reload = reloader.status();
         let state = pooldns::http::HttpState {
-            table: table.clone(),
-            metrics: metrics.clone(),
+            table: reloader.table(),
+            metrics: Arc::new(pooldns::metrics::Metrics::default()),
             reload: reload.clone(),
             started: Instant::now(),
             admin: Some(reloader.admin()),
         };
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|&s| s).await;
-        };
-        let tasks = vec![
-            tokio::spawn({
-                let stopped = until_stopped(stopped.clone());
-                async move {
-                    pooldns::server::run(
-                        listeners,
-                        table,
-                        metrics,
-                        ServerOptions::default(),
-                        stopped,
-                    )
-                    .await
-                    .expect("serve");
-                }
-            }),
-            tokio::spawn(reloader.run(None, until_stopped(stopped.clone()))),
-            tokio::spawn({
-                let stopped = until_stopped(stopped);
-                async move {
-                    pooldns::http::serve(http_listener, state, stopped)
-                        .await
-                        .expect("HTTP");
-                }
-            }),
-        ];
+        let serving = InProcess::start(listeners, http_listener, state, Some(reloader));
         Ops {
             dns,
             http,
             reload,
             dir,
             feed_path,
-            stop,
-            tasks,
+            serving,
         }
     }
 
@@ -1641,10 +1609,7 @@ impl Ops {
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            t.await.expect("task");
-        }
+        self.serving.stop().await;
     }
 }
 
