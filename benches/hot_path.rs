@@ -56,13 +56,18 @@ fn table_for(feed: &Feed) -> Table {
     Table::build(Arc::new(config), Arc::new(names), Arc::new(geo), feed, 0)
 }
 
+/// `n` net speeds drawn from the pool's.
+fn speeds(n: usize, rng: &mut SmallRng) -> Vec<u32> {
+    (0..n)
+        .map(|_| SPEEDS[rng.random_range(0..SPEEDS.len())])
+        .collect()
+}
+
 fn pick(c: &mut Criterion) {
     let mut group = c.benchmark_group("pick");
     let mut rng = SmallRng::seed_from_u64(2);
     for n in [100usize, 10_000, 100_000] {
-        let weights: Vec<u32> = (0..n)
-            .map(|_| SPEEDS[rng.random_range(0..SPEEDS.len())])
-            .collect();
+        let weights = speeds(n, &mut rng);
         let sampler = Sampler::new((0..n as u32).collect(), &weights, 4, &mut rng);
         group.bench_with_input(BenchmarkId::from_parameter(n), &sampler, |b, s| {
             b.iter(|| black_box(s.pick(&mut rng)))
@@ -72,9 +77,7 @@ fn pick(c: &mut Criterion) {
     // miss the caches (32 sets of 100,000: about 200 MB of orderings, past any L3).
     let samplers: Vec<Sampler> = (0..32)
         .map(|_| {
-            let weights: Vec<u32> = (0..100_000)
-                .map(|_| SPEEDS[rng.random_range(0..SPEEDS.len())])
-                .collect();
+            let weights = speeds(100_000, &mut rng);
             Sampler::new((0..100_000).collect(), &weights, 4, &mut rng)
         })
         .collect();
