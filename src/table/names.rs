@@ -77,9 +77,18 @@ impl Node {
 }
 
 /// Every name of the zone, keyed by its lowercase relative wire key.
+///
+/// The apex (the empty key) is kept apart from the map. An empty boxed key has no storage,
+/// only a placeholder address, and the map compares keys with `memcmp`: glibc's AVX-512
+/// version reads the 0 bytes with a masked load at that address, which the CPU completes
+/// through a microcode assist of about 80 ns (measured), on every question for the apex.
+/// The map hashes with foldhash instead of SipHash, about 14 ns less a question
+/// (benches/README.md): it is built once from the configuration and only looked up, so a
+/// query cannot grow a collision chain.
 #[derive(Debug, Clone, Default)]
 pub struct Names {
-    map: HashMap<Box<[u8]>, Node>,
+    apex: Node,
+    map: HashMap<Box<[u8]>, Node, foldhash::fast::RandomState>,
 }
 
 impl Names {
@@ -243,26 +252,65 @@ impl Names {
                 ));
             }
         }
-        Ok(Names { map })
+        let apex = map.remove(&[][..]).unwrap_or_default();
+        Ok(Names {
+            apex,
+            map: map.into_iter().collect(),
+        })
     }
 
     /// The node at a lowercase relative key.
     pub fn get(&self, key: &[u8]) -> Option<&Node> {
+        if key.is_empty() {
+            return Some(&self.apex);
+        }
         self.map.get(key)
     }
 
     /// Every name (relative wire key) with its node, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Node)> {
-        self.map.iter().map(|(k, n)| (&k[..], n))
+        std::iter::once((&[][..], &self.apex)).chain(self.map.iter().map(|(k, n)| (&k[..], n)))
     }
 
-    /// Number of names (for the status page and tests).
+    /// Number of names, the apex included (for the status page and tests).
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.map.len() + 1
     }
 
-    /// Whether there are no names (never true for a built map: the apex exists).
+    /// Whether there are no names: never, the apex always exists.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_apex_kept_apart_is_found_listed_and_counted_once() {
+        let text = "origin = \"pool.test\"\n[soa]\nmname = \"ns1.pool.test\"\n\
+                    rname = \"h.pool.test\"\n[ns]\nnames = [\"ns1.pool.test\"]\n\
+                    [[records]]\nname = \"@\"\ntype = \"TXT\"\nvalue = \"hello\"\n";
+        let config = ZoneConfig::parse(std::path::Path::new("zone.toml"), text).expect("config");
+        let names = Names::build(&config).expect("names");
+        let apex = names.get(b"").expect("the apex");
+        assert_eq!(apex.pool.map(|p| p.target), Some(Target::Geo));
+        assert!(
+            apex.rrset(rtype::TXT).is_some(),
+            "its static records stay with it"
+        );
+        let listed: Vec<&[u8]> = names.iter().map(|(k, _)| k).collect();
+        assert_eq!(listed.iter().filter(|k| k.is_empty()).count(), 1);
+        assert_eq!(listed.len(), names.len());
+        let mut unique = listed.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), listed.len(), "every key once");
+        assert_eq!(
+            names.get(b"\x010").and_then(|n| n.pool).map(|p| p.number),
+            Some(Some(0))
+        );
+        assert!(names.get(b"\x04none").is_none());
     }
 }
