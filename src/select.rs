@@ -73,8 +73,8 @@ pub struct Sampler {
     /// The length of one unit of the line [0, k) in steps: the line is `k · unit` steps
     /// long and fits in a u64.
     unit: u64,
-    /// Orderings; empty when the set has at most k members (all are taken).
-    orderings: Box<[Ordering]>,
+    /// Orderings; none when the set has at most k members (all are taken).
+    orderings: Orderings,
 }
 
 /// The unit length for k: the largest that keeps `k · unit` within a u64.
@@ -82,18 +82,95 @@ fn unit_for(k: usize) -> u64 {
     u64::MAX / k.max(1) as u64 // k <= MAX_PICK
 }
 
-#[derive(Debug, Clone)]
-struct Ordering {
+/// Every ordering of a set, one after another in two arrays: ordering o is the n slots
+/// (and n guide entries) from o · n on. One array each, not one pair per ordering, so
+/// that a pick goes from the sampler straight to its guide entries: a per-ordering header
+/// would be one more dependent read, and one more cache miss for the many samplers that
+/// geo answers spread over (benches/README.md).
+#[derive(Debug, Clone, Default)]
+struct Orderings {
+    /// Slots per ordering: the set's size.
+    n: usize,
+    /// How many orderings.
+    count: usize,
+    slots: Box<[Slot]>,
+    guide: Box<[u32]>,
+}
+
+impl Orderings {
+    /// Lays out `count` orderings of `order` (members with their segment lengths, which
+    /// sum to the line), each shuffled afresh by `rng`, end to end.
+    fn shuffled<R: Rng + ?Sized>(order: &mut [(u64, u32)], count: usize, rng: &mut R) -> Orderings {
+        let n = order.len();
+        let mut slots = Vec::with_capacity(count * n);
+        let mut guide = Vec::with_capacity(count * n);
+        for _ in 0..count {
+            order.shuffle(rng);
+            let first = slots.len();
+            let mut end = 0u64;
+            slots.extend(order.iter().map(|&(length, member)| {
+                end += length; // the lengths sum to k · unit: no overflow
+                Slot {
+                    end_high: (end >> 32) as u32,
+                    end_low: end as u32,
+                    member,
+                }
+            }));
+            let laid = &slots[first..];
+            let mut j = 0;
+            for g in 0..n as u64 {
+                // The lowest point `find` sends to entry g (see there).
+                let start = ((g << 32) / n as u64) << 32;
+                while j + 1 < n && laid[j].end() <= start {
+                    j += 1;
+                }
+                guide.push(j as u32); // j < n <= u32::MAX (members are u32 ids)
+            }
+        }
+        Orderings {
+            n,
+            count,
+            slots: slots.into_boxed_slice(),
+            guide: guide.into_boxed_slice(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.count
+    }
+
+    fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Ordering `o` (< len).
+    fn get(&self, o: usize) -> Ordering<'_> {
+        let range = o * self.n..(o + 1) * self.n;
+        Ordering {
+            slots: &self.slots[range.clone()],
+            guide: &self.guide[range],
+        }
+    }
+
+    #[cfg(test)]
+    fn iter(&self) -> impl Iterator<Item = Ordering<'_>> {
+        (0..self.count).map(|o| self.get(o))
+    }
+}
+
+/// One ordering of a set, as laid out in [`Orderings`].
+#[derive(Debug, Clone, Copy)]
+struct Ordering<'a> {
     /// The members in this ordering, each with the end of its segment on the line: the
     /// running sum of the segment lengths, so the last ends exactly at the end of the
     /// line. End and member sit side by side so that finding a segment touches one cache
     /// line; 12 bytes a slot keeps the millions of slots of a large feed small and quick to
     /// build.
-    slots: Box<[Slot]>,
+    slots: &'a [Slot],
     /// guide[g] = the first slot whose segment ends past ⌊g · 2³² / n⌋ · 2³² (n = number
     /// of slots): a point jumps straight to its neighbourhood instead of binary-searching
     /// the whole array, so a pick costs about two cache misses however large the set is.
-    guide: Box<[u32]>,
+    guide: &'a [u32],
 }
 
 /// A segment end, as two u32 halves so that the slot keeps 4-byte alignment and 12
@@ -111,39 +188,7 @@ impl Slot {
     }
 }
 
-impl Ordering {
-    /// Lays out `order` (members with their segment lengths, which sum to the line) end
-    /// to end.
-    fn new(order: &[(u64, u32)]) -> Ordering {
-        let mut end = 0u64;
-        let slots: Vec<Slot> = order
-            .iter()
-            .map(|&(length, member)| {
-                end += length; // the lengths sum to k · unit: no overflow
-                Slot {
-                    end_high: (end >> 32) as u32,
-                    end_low: end as u32,
-                    member,
-                }
-            })
-            .collect();
-        let n = slots.len();
-        let mut guide = Vec::with_capacity(n);
-        let mut j = 0;
-        for g in 0..n as u64 {
-            // The lowest point `find` sends to entry g (see there).
-            let start = ((g << 32) / n as u64) << 32;
-            while j + 1 < n && slots[j].end() <= start {
-                j += 1;
-            }
-            guide.push(j as u32); // j < n <= u32::MAX (members are u32 ids)
-        }
-        Ordering {
-            slots: slots.into_boxed_slice(),
-            guide: guide.into_boxed_slice(),
-        }
-    }
-
+impl Ordering<'_> {
     /// The slot whose segment holds `point` (a point on the line).
     fn find(&self, point: u64) -> usize {
         self.scan(self.start(point), point)
@@ -311,7 +356,7 @@ impl Sampler {
         let unit = unit_for(k);
         let inclusion = inclusion_probabilities(weights, k);
         let orderings = if members.len() <= k {
-            Vec::new()
+            Orderings::default()
         } else {
             // Shuffled as pairs, so that laying an ordering out reads memory in order.
             let mut order: Vec<(u64, u32)> = Caps::new(weights, k)
@@ -319,19 +364,14 @@ impl Sampler {
                 .into_iter()
                 .zip(members.iter().copied())
                 .collect();
-            (0..orderings_for(members.len()))
-                .map(|_| {
-                    order.shuffle(rng);
-                    Ordering::new(&order)
-                })
-                .collect()
+            Orderings::shuffled(&mut order, orderings_for(members.len()), rng)
         };
         Sampler {
             members: members.into_boxed_slice(),
             inclusion: inclusion.into_boxed_slice(),
             k,
             unit,
-            orderings: orderings.into_boxed_slice(),
+            orderings,
         }
     }
 
@@ -364,7 +404,9 @@ impl Sampler {
                 picks.push(m);
             }
         } else {
-            let ordering = &self.orderings[rng.random_range(0..self.orderings.len())];
+            let ordering = self
+                .orderings
+                .get(rng.random_range(0..self.orderings.len()));
             let u = rng.random_range(0..self.unit);
             // Every point's starting slot first, each hinted into the cache: in a large set
             // they are k cache misses, which overlap this way instead of following one
@@ -406,7 +448,7 @@ impl Sampler {
     /// The members a pick takes in ordering `ordering` at point `u` of [0, unit) (as
     /// [`Sampler::pick`] does, before it shuffles them), into `out`.
     fn pick_at(&self, ordering: usize, u: u64, out: &mut Vec<u32>) {
-        let ordering = &self.orderings[ordering];
+        let ordering = self.orderings.get(ordering);
         let mut previous = usize::MAX;
         for step in 0..self.k as u64 {
             let j = ordering.find(u + step * self.unit);
@@ -430,7 +472,7 @@ impl Sampler {
             variants.push(&self.members, 1);
             return variants;
         }
-        let o = &self.orderings[ordering % self.orderings.len()];
+        let o = self.orderings.get(ordering % self.orderings.len());
         let mut cuts: Vec<u64> = o.slots.iter().map(|s| s.end() % self.unit).collect();
         cuts.push(0);
         cuts.sort_unstable();
