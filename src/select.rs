@@ -91,7 +91,8 @@ fn unit_for(k: usize) -> u64 {
 struct Orderings {
     /// Slots per ordering: the set's size.
     n: usize,
-    /// How many orderings.
+    /// How many orderings: slots.len() / n, kept so that a pick draws one without a
+    /// division.
     count: usize,
     slots: Box<[Slot]>,
     guide: Box<[u32]>,

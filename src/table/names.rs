@@ -85,7 +85,7 @@ impl Node {
 /// The map hashes with foldhash instead of SipHash, about 14 ns less a question
 /// (benches/README.md): it is built once from the configuration and only looked up, so a
 /// query cannot grow a collision chain.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Names {
     apex: Node,
     map: HashMap<Box<[u8]>, Node, foldhash::fast::RandomState>,
@@ -99,7 +99,7 @@ impl Names {
             what,
             reason: reason.to_owned(),
         };
-        let mut map: HashMap<Box<[u8]>, Node> = HashMap::new();
+        let mut map: HashMap<Box<[u8]>, Node, foldhash::fast::RandomState> = HashMap::default();
         let mut add_pool = |label: Option<&str>, target: Target| {
             let base = label.map(|l| name::key_from_text(l).expect("checked label"));
             let base = base.unwrap_or_default();
@@ -252,11 +252,9 @@ impl Names {
                 ));
             }
         }
+        // The empty key exists: every pool name's ancestors were added above.
         let apex = map.remove(&[][..]).unwrap_or_default();
-        Ok(Names {
-            apex,
-            map: map.into_iter().collect(),
-        })
+        Ok(Names { apex, map })
     }
 
     /// The node at a lowercase relative key.
